@@ -1,0 +1,70 @@
+"""Typed configs: pydantic models loaded from YAML, overridden with key=value, all problems at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from assay.errors import ConfigError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def load_config(model: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Read YAML (optional), apply dotted key=value overrides, validate; raise ConfigError with every problem."""
+    source = str(path) if path else "defaults"
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"invalid YAML: {exc}"]) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(source, [f"top level must be a mapping, got {type(loaded).__name__}"])
+        data = loaded or {}
+    problems: list[str] = []
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            problems.append(f"override {item!r} is not key=value")
+            continue
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    if overrides:
+        source += " + overrides"
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(err) for err in exc.errors()]
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
+
+
+def _describe(err: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {err['msg']} (got {err.get('input')!r})"

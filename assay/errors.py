@@ -1,0 +1,64 @@
+"""Domain exceptions. The CLI turns each into one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import difflib
+
+
+class AssayError(Exception):
+    """Base of every error assay raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(AssayError):
+    """Bad input at the edge: names the file, the line or record, the field and the value."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None, value: object = None):
+        self.file, self.line, self.field, self.value = file, line, field, value
+        where = file or ""
+        if line is not None:
+            where += f":{line}"
+        parts = [f"{where}: " if where else "", message]
+        if field is not None:
+            parts.append(f" (field {field!r}")
+            parts.append(f", value {_short(value)})" if value is not None else ")")
+        super().__init__("".join(parts))
+
+
+class ConfigError(AssayError):
+    """Every problem of a config at once, so a user fixes them in one pass."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in config:\n{listing}")
+
+
+class NotFoundError(AssayError):
+    """A name that is not registered; suggests the closest valid names."""
+
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]):
+        self.name, self.valid = name, list(valid)
+        close = difflib.get_close_matches(name, self.valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        known = ", ".join(sorted(self.valid)) or "none"
+        super().__init__(f"unknown {kind} {name!r}.{hint} Known: {known}.")
+
+
+class ModelUnavailableError(AssayError):
+    """A model that cannot be loaded here (no network, not cached, not in the catalogue)."""
+
+
+class StoreError(AssayError):
+    """A dataset version that is missing, corrupt or would be overwritten."""
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

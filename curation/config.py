@@ -1,0 +1,87 @@
+"""The typed config of `assay curate`: one section per step."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from assay.config import Strict
+
+
+class IngestConfig(Strict):
+    format: Literal["auto", "json", "jsonl", "csv", "markdown", "enex"] = "auto"
+    # our field -> the export's column/key, e.g. {"text": "body", "note_id": "uuid"}
+    columns: dict[str, str] = Field(default_factory=dict)
+    skip_invalid: bool = False  # quarantine bad records with a reason instead of stopping
+    max_note_bytes: int = Field(5_000_000, gt=0)  # larger notes are refused (or quarantined as too_large)
+
+
+class CleanConfig(Strict):
+    unicode_form: Literal["NFC", "NFKC"] = "NFKC"
+    strip_html: bool = True  # only applied to notes that came as HTML (ENEX) or carry HTML tags
+    min_chars: int = Field(20, ge=0)
+    max_chars: int = Field(20_000, gt=0)
+    min_words: int = Field(3, ge=0)
+    max_symbol_ratio: float = Field(0.5, gt=0, le=1)  # share of characters that are neither letters, digits nor spaces
+    max_repeated_line_ratio: float = Field(0.5, gt=0, le=1)
+    min_unique_word_ratio: float = Field(0.2, ge=0, le=1)  # catches "aaaa aaaa aaaa" and pasted loops
+
+
+class NearDedupeConfig(Strict):
+    enabled: bool = True
+    shingle: Literal["word", "char"] = "word"
+    ngram: int = Field(3, ge=1, le=20)
+    num_perm: int = Field(128, ge=16, le=1024)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    seed: int = 42
+
+
+class SemanticDedupeConfig(Strict):
+    enabled: bool = True
+    model: str = "all-minilm-l6-v2"
+    threshold: float = Field(0.93, gt=0, le=1)  # cosine similarity
+    batch_size: int = Field(64, ge=1)
+
+
+class DedupeConfig(Strict):
+    exact: bool = True
+    near: NearDedupeConfig = Field(default_factory=NearDedupeConfig)
+    semantic: SemanticDedupeConfig = Field(default_factory=SemanticDedupeConfig)
+
+
+class BalanceConfig(Strict):
+    enabled: bool = True
+    # columns of the coverage table: category, tag, folder, task, length, month
+    dimensions: list[Literal["category", "tag", "folder", "task", "length", "month"]] = Field(
+        default_factory=lambda: ["category"])
+    max_per_cell: int | None = Field(None, ge=1)  # downsample cells above this
+    target_per_cell: int | None = Field(None, ge=1)  # cells below this are gaps; default: the median cell size
+    targets: dict[str, int] = Field(default_factory=dict)  # per-cell overrides, key like "category=recipes"
+    length_buckets: list[int] = Field(default_factory=lambda: [200, 1000])  # character boundaries
+    seed: int = 0
+
+
+class SplitConfig(Strict):
+    train: float = Field(0.8, ge=0, le=1)
+    validation: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+    stratify_by: str | None = "category"
+    salt: str = "assay"
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+        return self
+
+
+class CurateConfig(Strict):
+    """First line of a curate YAML says: assay curate EXPORT --config THIS.yaml"""
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
