@@ -1,0 +1,50 @@
+"""Where a project's files live: datasets, models, reports and the SQLite state.
+
+The project root is $ASSAY_HOME when set, else the current folder, so the CLI works
+from a clone and tests point it at a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @classmethod
+    def current(cls) -> "Project":
+        return cls(Path(os.environ.get("ASSAY_HOME") or Path.cwd()).resolve())
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".assay"
+
+    def db(self) -> sqlite3.Connection:
+        """The project's SQLite state (teacher cache, spend ledger, model registry).
+
+        WAL mode and a busy timeout let a second process read while a run writes;
+        each caller creates its own tables with CREATE TABLE IF NOT EXISTS.
+        """
+        self.state.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.state / "state.db", timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        return conn
