@@ -96,7 +96,8 @@ class DatasetStore:
             raise StoreError(f"dataset name {name!r} must match {NAME_RE.pattern}")
         base = self.root / name
         base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=base))
+        _sweep_dead_temps(base)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=base))
         try:
             data.write_parquet(tmp / "data.parquet")
             for table_name, table in (tables or {}).items():
@@ -147,6 +148,24 @@ class DatasetStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"{path / 'manifest.json'}: unreadable manifest ({exc})") from exc
         return Version(path, manifest)
+
+
+def _sweep_dead_temps(base: Path) -> None:
+    """Remove temp folders left by writers that were killed (their pid no longer runs)."""
+    for path in base.glob(".tmp-*-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_json(path: Path, obj: Any) -> None:

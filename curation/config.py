@@ -20,7 +20,7 @@ class IngestConfig(Strict):
 class CleanConfig(Strict):
     unicode_form: Literal["NFC", "NFKC"] = "NFKC"
     strip_html: bool = True  # only applied to notes that came as HTML (ENEX) or carry HTML tags
-    min_chars: int = Field(20, ge=0)
+    min_chars: int = Field(12, ge=0)
     max_chars: int = Field(20_000, gt=0)
     min_words: int = Field(3, ge=0)
     max_symbol_ratio: float = Field(0.5, gt=0, le=1)  # share of characters that are neither letters, digits nor spaces
@@ -66,7 +66,7 @@ class SplitConfig(Strict):
     train: float = Field(0.8, ge=0, le=1)
     validation: float = Field(0.1, ge=0, le=1)
     test: float = Field(0.1, ge=0, le=1)
-    stratify_by: str | None = "category"
+    report_by: str | None = "category"  # per-value split counts go into the manifest
     salt: str = "assay"
 
     @model_validator(mode="after")

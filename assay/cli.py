@@ -1,0 +1,151 @@
+"""The `assay` command line. Heavy imports happen inside the commands, so `assay --help` stays instant."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from assay.errors import AssayError
+
+app = typer.Typer(help="Turn note exports into small, shippable language models, with evidence.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+datasets_app = typer.Typer(help="Inspect dataset versions.", no_args_is_help=True)
+models_app = typer.Typer(help="The embedded model catalogue.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
+console = Console()
+err_console = Console(stderr=True)
+SAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "notes.json"
+SAMPLE_CONFIG = SAMPLE_EXPORT.with_name("curate.yaml")
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    if debug:
+        os.environ["ASSAY_DEBUG"] = "1"
+
+
+@app.command()
+def curate(
+    export: Path = typer.Argument(..., help="A note export: .json, .jsonl, .csv, .enex, or a folder of Markdown files."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A curate YAML (see datasets/sample/curate.yaml)."),
+    name: str = typer.Option("notes", "--name", "-n", help="Dataset name; each run writes its next version."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Quarantine bad records with a reason instead of stopping."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. dedupe.near.threshold=0.6"),
+) -> None:
+    """Ingest, clean, deduplicate, balance and split an export into a new dataset version."""
+    from assay.config import load_config
+    from assay.display import progress_tracker, show_curate_run
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.config import CurateConfig
+    from curation.pipeline import curate as run_curate
+
+    if not export.exists():
+        raise AssayError(f"{export}: no such file or folder")
+    cfg = load_config(CurateConfig, config, (overrides or []) + (["ingest.skip_invalid=true"] if skip_invalid else []))
+    store = DatasetStore(Project.current().datasets)
+    with progress_tracker(console) as track:
+        result = run_curate(export, cfg, name=name, store=store, track=track)
+    show_curate_run(console, result.version)
+
+
+@app.command()
+def demo(name: str = typer.Option("notes", "--name", "-n")) -> None:
+    """Run the pipeline on the shipped sample export with the embedded defaults."""
+    from assay.config import load_config
+    from assay.display import progress_tracker, show_curate_run
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.config import CurateConfig
+    from curation.pipeline import curate as run_curate
+
+    console.rule("assay demo: curate the sample export")
+    cfg = load_config(CurateConfig, SAMPLE_CONFIG if SAMPLE_CONFIG.exists() else None)
+    store = DatasetStore(Project.current().datasets)
+    with progress_tracker(console) as track:
+        result = run_curate(SAMPLE_EXPORT, cfg, name=name, store=store, track=track)
+    show_curate_run(console, result.version)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Every dataset and its versions."""
+    from assay.display import show_dataset_list
+    from assay.project import Project
+    from assay.store import DatasetStore
+
+    show_dataset_list(console, DatasetStore(Project.current().datasets))
+
+
+@datasets_app.command("show")
+def datasets_show(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION"),
+    clusters: int = typer.Option(10, help="How many duplicate clusters to list (0 for none)."),
+    rejects: int = typer.Option(3, help="Example rejects to show per reason (0 for none)."),
+) -> None:
+    """A version's manifest, per-step table, coverage and gaps, splits, duplicate clusters and rejects."""
+    from assay.display import show_version
+    from assay.project import Project
+    from assay.store import DatasetStore
+
+    show_version(console, DatasetStore(Project.current().datasets).get(ref), clusters=clusters, rejects=rejects)
+
+
+@datasets_app.command("diff")
+def datasets_diff(a: str, b: str, examples: int = typer.Option(5, help="Example rows per kind of change.")) -> None:
+    """Rows added, removed and changed between two versions (NAME@VERSION each)."""
+    from assay.display import show_diff
+    from assay.project import Project
+    from assay.store import DatasetStore
+
+    store = DatasetStore(Project.current().datasets)
+    show_diff(console, store.get(a), store.get(b), examples=examples)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Catalogue models, whether they are cached, and where."""
+    from assay.display import show_models
+    from assay.models import list_models
+
+    show_models(console, list_models())
+
+
+@models_app.command("pull")
+def models_pull(name: str) -> None:
+    """Fetch and convert a catalogue model into the local cache (once)."""
+    from assay.models import pull
+
+    path = pull(name)
+    console.print(f"[green]ready[/green] {name} -> {path}")
+
+
+def run() -> None:
+    """Entry point: domain errors become one clear line and a non-zero exit (tracebacks with --debug)."""
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err_console.print("[yellow]aborted[/yellow]")
+        sys.exit(1)
+    except AssayError as exc:
+        if os.environ.get("ASSAY_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

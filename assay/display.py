@@ -1,0 +1,152 @@
+"""Rich tables and progress bars for the CLI; library code never prints."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+@contextmanager
+def progress_tracker(console: Console) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+    """Yields track(description, total) -> advance(n); each call adds a bar (a spinner when total is None)."""
+    columns = [SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        def track(description: str, total: int | None) -> Callable[[int], None]:
+            task = progress.add_task(description, total=total)
+            return lambda advance=1: progress.advance(task, advance)
+        yield track
+
+
+def show_curate_run(console: Console, version) -> None:
+    m = version.manifest
+    table = Table(title=f"{version.ref}  ({m['rows']} rows from {m.get('rows_in', '?')} records)")
+    for col in ("step", "in", "kept", "dropped", "dropped by reason"):
+        table.add_column(col, justify="right" if col in ("in", "kept", "dropped") else "left")
+    for step in m.get("steps", []):
+        reasons = ", ".join(f"{r}={n}" for r, n in step["dropped"].items()) or "-"
+        table.add_row(step["step"], str(step["in"]), str(step["kept"]), str(sum(step["dropped"].values())), reasons)
+    console.print(table)
+    gaps = m.get("gaps", [])
+    if gaps:
+        console.print(f"[bold]{len(gaps)} coverage gap(s)[/bold] (for synthetic generation): "
+                      + ", ".join(f"{g['cell']} needs {g['missing']}" for g in gaps))
+    splits = m.get("splits", {})
+    console.print("splits: " + ", ".join(f"{k}={splits.get(k, 0)}" for k in ("train", "validation", "test")))
+    console.print(f"written to {version.path}")
+
+
+def show_dataset_list(console: Console, store) -> None:
+    table = Table(title=f"datasets in {store.root}")
+    for col in ("name", "version", "rows", "step", "parents", "created", "content hash"):
+        table.add_column(col)
+    for name in store.names():
+        for v in store.versions(name):
+            m = v.manifest
+            table.add_row(name, m["version"], str(m["rows"]), m["step"], ", ".join(m.get("parents", [])) or "-",
+                          m["created_at"], m["content_hash"][:19])
+    console.print(table)
+
+
+def show_version(console: Console, version, *, clusters: int = 10, rejects: int = 3) -> None:
+    show_curate_run(console, version) if version.manifest.get("steps") else console.print(version.ref)
+    m = version.manifest
+    if m.get("coverage"):
+        cov = Table(title="coverage (after balance)")
+        for col in ("cell", "rows", "target", "missing"):
+            cov.add_column(col)
+        for c in m["coverage"]:
+            cov.add_row(c["cell"], str(c["rows"]), str(c["target"]), str(c["missing"]) if c["missing"] else "")
+        console.print(cov)
+    table = version.table("clusters")
+    if clusters and table is not None and table.height:
+        _show_clusters(console, table, version.table("rejects"), clusters)
+    reject_table = version.table("rejects")
+    if rejects and reject_table is not None and reject_table.height:
+        _show_rejects(console, reject_table, rejects)
+
+
+def _show_clusters(console: Console, clusters, rejects, limit: int) -> None:
+    import polars as pl
+
+    ids = clusters["cluster_id"].unique(maintain_order=True).to_list()
+    console.print(f"[bold]{len(ids)} duplicate cluster(s)[/bold], first {min(limit, len(ids))}:")
+    texts = {}
+    if rejects is not None:
+        texts = dict(zip(rejects["note_id"], rejects["text"]))
+    for cid in ids[:limit]:
+        members = clusters.filter(pl.col("cluster_id") == cid)
+        t = Table(title=f"cluster {cid} ({members['kind'][0]})", show_header=True)
+        for col in ("note_id", "kept", "similarity", "why", "text"):
+            t.add_column(col, overflow="fold")
+        for row in members.iter_rows(named=True):
+            text = (texts.get(row["note_id"]) or "")[:80]
+            t.add_row(row["note_id"], "kept" if row["kept"] else "dropped", f"{row['similarity']:.2f}",
+                      row["why"] if row["kept"] else "", text)
+        console.print(t)
+
+
+def _show_rejects(console: Console, rejects, per_reason: int) -> None:
+    import polars as pl
+
+    family = rejects.with_columns(pl.col("reason").str.split(":").list.first().alias("family"))
+    t = Table(title="rejects (examples per reason)")
+    for col in ("step", "reason", "note_id", "where", "text"):
+        t.add_column(col, overflow="fold")
+    for fam in family["family"].unique(maintain_order=True):
+        for row in family.filter(pl.col("family") == fam).head(per_reason).iter_rows(named=True):
+            where = f"{row.get('source_file') or ''}:{row.get('source_line') or ''}"
+            t.add_row(row["step"], row["reason"], str(row["note_id"]), where, (row["text"] or "")[:70].replace("\n", " "))
+    console.print(t)
+
+
+def show_diff(console: Console, a, b, *, examples: int = 5) -> None:
+    import polars as pl
+
+    da, db = a.data(), b.data()
+    key = ["note_id", "task"]
+    cols = [c for c in ("text", "output", "split") if c in da.columns and c in db.columns]
+    joined = da.select(*key, *cols).join(db.select(*key, *cols), on=key, how="full", suffix="_b", nulls_equal=True, coalesce=True)
+    added = joined.filter(pl.col("text").is_null() & pl.col("text_b").is_not_null())
+    removed = joined.filter(pl.col("text_b").is_null() & pl.col("text").is_not_null())
+    changed = joined.filter(pl.col("text").is_not_null() & pl.col("text_b").is_not_null()
+                            & pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_b")) for c in cols]))
+    console.print(f"{a.ref} ({da.height} rows) -> {b.ref} ({db.height} rows): "
+                  f"[green]+{added.height} added[/green], [red]-{removed.height} removed[/red], "
+                  f"[yellow]~{changed.height} changed[/yellow]")
+    for label, frame, col in (("added", added, "text_b"), ("removed", removed, "text"), ("changed", changed, "text_b")):
+        for row in frame.head(examples).iter_rows(named=True):
+            console.print(f"  {label:8} {row['note_id']}: {(row[col] or '')[:80]!r}")
+    ma, mb = a.manifest.get("dropped", {}), b.manifest.get("dropped", {})
+    if ma or mb:
+        console.print("dropped per reason: " + ", ".join(
+            f"{r} {ma.get(r, 0)}->{mb.get(r, 0)}" for r in sorted(set(ma) | set(mb))))
+    if a.manifest.get("config") != b.manifest.get("config"):
+        console.print("config differs: " + json.dumps(_dict_diff(a.manifest.get("config", {}), b.manifest.get("config", {}))))
+
+
+def _dict_diff(x: dict, y: dict, prefix: str = "") -> dict:
+    out = {}
+    for k in sorted(set(x) | set(y)):
+        vx, vy = x.get(k), y.get(k)
+        if isinstance(vx, dict) and isinstance(vy, dict):
+            out.update(_dict_diff(vx, vy, f"{prefix}{k}."))
+        elif vx != vy:
+            out[f"{prefix}{k}"] = [vx, vy]
+    return out
+
+
+def show_models(console: Console, rows: list[dict]) -> None:
+    table = Table(title="model catalogue")
+    if not rows:
+        console.print("no models")
+        return
+    for col in rows[0]:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*(str(v) if v is not None else "-" for v in row.values()))
+    console.print(table)

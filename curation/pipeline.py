@@ -1,0 +1,84 @@
+"""`assay curate`: ingest -> clean -> dedupe -> balance -> split, written as one dataset version."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import polars as pl
+
+from assay.store import DatasetStore, Version
+from curation.balance import balance
+from curation.clean import clean
+from curation.config import CurateConfig
+from curation.dedupe import dedupe
+from curation.ingest import ingest
+from curation.splits import assign_splits, split_counts
+from curation.steps import StepResult
+
+
+class Tracker(Protocol):
+    """Makes a progress callback for a piece of work of known size (rich in the CLI, nothing in tests)."""
+
+    def __call__(self, description: str, total: int | None) -> Callable[[int], None]: ...
+
+
+def no_progress(description: str, total: int | None) -> Callable[[int], None]:
+    return lambda advance: None
+
+
+@dataclass
+class CurateRun:
+    version: Version
+    steps: list[StepResult]
+
+    @property
+    def table(self) -> list[dict]:
+        return self.version.manifest["steps"]
+
+
+def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetStore,
+           track: Tracker = no_progress, embedder=None) -> CurateRun:
+    steps: list[StepResult] = []
+    tick = track("ingest", None)
+    steps.append(ingest(export, cfg.ingest, progress=tick))
+    steps.append(clean(steps[-1].kept, cfg.clean))
+    if cfg.dedupe.semantic.enabled and embedder is None:
+        from assay.models import load_embedder
+
+        embedder = load_embedder(cfg.dedupe.semantic.model)
+    steps += dedupe(steps[-1].kept, cfg.dedupe, embedder=embedder, progress=track("dedupe", steps[-1].kept.height))
+    steps.append(balance(steps[-1].kept, cfg.balance))
+    final = assign_splits(steps[-1].kept, cfg.split)
+
+    rejects = [s.rejects for s in steps if s.rejects.height]
+    clusters = [s.extra["clusters"] for s in steps if s.extra.get("clusters") is not None and s.extra["clusters"].height]
+    tables = {}
+    if rejects:
+        tables["rejects"] = pl.concat(rejects, how="diagonal_relaxed")
+    if clusters:
+        tables["clusters"] = pl.concat(clusters, how="diagonal_relaxed")
+    dropped = Counter()
+    for step in steps:
+        dropped.update(step.dropped)
+    rows_in = steps[0].rows_in
+    # the invariant users rely on: every input record is either in the data or in rejects, with a reason
+    assert rows_in == final.height + sum(dropped.values()), (rows_in, final.height, dict(dropped))
+    balance_step = steps[-1]
+    version = store.write(
+        name, final, step="curate", config=cfg.model_dump(mode="json"),
+        tables=tables,
+        source=str(export),
+        inputs=steps[0].extra.get("inputs", []),
+        warnings=steps[0].extra.get("warnings", []),
+        rows_in=rows_in,
+        dropped=dict(sorted(dropped.items())),
+        steps=[{"step": s.step, "in": s.rows_in, "kept": s.kept.height, "dropped": s.dropped} for s in steps],
+        coverage=balance_step.extra.get("coverage", []),
+        coverage_before=balance_step.extra.get("coverage_before", []),
+        gaps=balance_step.extra.get("gaps", []),
+        splits=split_counts(final, cfg.split),
+    )
+    return CurateRun(version, steps)
