@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from assay.errors import AssayError
+from assay.errors import AssayError, InputError
 
 app = typer.Typer(help="Turn note exports into small, shippable language models, with evidence.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -144,6 +144,8 @@ def run() -> None:
         if os.environ.get("ASSAY_DEBUG"):
             raise
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        if isinstance(exc, InputError) and "curate" in sys.argv and "--skip-invalid" not in sys.argv:
+            err_console.print("hint: --skip-invalid quarantines bad records with their reason and goes on")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
