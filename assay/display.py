@@ -17,9 +17,15 @@ def progress_tracker(console: Console) -> Iterator[Callable[[str, int | None], C
     columns = [SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         def track(description: str, total: int | None) -> Callable[[int], None]:
+            for earlier in progress.tasks:  # steps run one after another: a new one means the last is done
+                if not earlier.finished:
+                    progress.update(earlier.id, total=earlier.completed)
             task = progress.add_task(description, total=total)
             return lambda advance=1: progress.advance(task, advance)
         yield track
+        for task in progress.tasks:
+            if not task.finished:
+                progress.update(task.id, total=task.completed)
 
 
 def show_curate_run(console: Console, version) -> None:
