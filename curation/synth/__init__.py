@@ -1,0 +1,24 @@
+"""Synthetic labels from teachers: the transport layer (teachers, cache, ledger, limits, prices, batch APIs).
+
+    from curation.synth import Request, get_teacher, open_state, run_requests
+    cache, ledger = open_state()
+    replies = await run_requests(get_teacher("rule:lead"), [Request([{"role": "user", "content": note}])],
+                                 cache=cache, ledger=ledger)
+
+Tasks (templates + parsers), selection and the `assay synth` verb build on these names.
+"""
+
+from curation.synth.cache import Cache, cache_key, cacheable
+from curation.synth.ledger import Ledger, Spend, scrub
+from curation.synth.limits import Limits, LimitsConfig
+from curation.synth.prices import BATCH_DISCOUNT, DEFAULT_PRICES, Price, PriceTable, UnknownPriceError
+from curation.synth.providers import MissingKeyError, TeacherError
+from curation.synth.runner import BudgetExceeded, Estimate, estimate, open_state, run_requests
+from curation.synth.teachers import RULES, TEACHERS, Reply, Request, Teacher, get_teacher
+
+__all__ = [
+    "BATCH_DISCOUNT", "DEFAULT_PRICES", "RULES", "TEACHERS", "BudgetExceeded", "Cache", "Estimate", "Ledger",
+    "Limits", "LimitsConfig", "MissingKeyError", "Price", "PriceTable", "Reply", "Request", "Spend", "Teacher",
+    "TeacherError", "UnknownPriceError", "cache_key", "cacheable", "estimate", "get_teacher", "open_state",
+    "run_requests", "scrub",
+]

@@ -1,0 +1,268 @@
+"""Run requests through a teacher without paying twice: cache first, then calls under limits and a budget.
+
+    cache, ledger = open_state()
+    replies = await run_requests(get_teacher("openai:gpt-4o-mini"), requests, cache=cache, ledger=ledger,
+                                 budget_usd=2.0)
+
+Each reply is written to the cache the moment it arrives; each call, failed or not, to the ledger.
+Before a call leaves, its worst-case cost is reserved against the budget; when the next call would not
+fit, no new call starts, in-flight ones finish, and BudgetExceeded reports the spend. Rerunning the
+same command resumes from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from assay.errors import AssayError
+from assay.project import Project
+
+from curation.synth.cache import Cache, cache_key, cacheable, transaction
+from curation.synth.ledger import Ledger
+from curation.synth.limits import Limits
+from curation.synth.prices import UnknownPriceError, estimate_input_tokens, max_input_tokens
+from curation.synth.providers import FATAL, TeacherError
+from curation.synth.teachers import Reply, Request, Teacher
+
+# faults after which the provider may have done (and billed) the work: counted against the budget
+UNCERTAIN = {"timeout", "connection_reset", "malformed_body"}
+
+Progress = Callable[[int, int], None]
+
+
+class BudgetExceeded(AssayError):
+    """The next call would have gone over the budget; what was done is cached, rerun with more to go on."""
+
+    def __init__(self, *, budget_usd: float, spent_usd: float, uncertain_usd: float, done: int, remaining: int,
+                 replies: list[Reply | None]):
+        self.budget_usd, self.spent_usd, self.uncertain_usd = budget_usd, spent_usd, uncertain_usd
+        self.done, self.remaining, self.replies = done, remaining, replies
+        maybe = f" (+ up to ${uncertain_usd:.4f} for calls whose answer was lost)" if uncertain_usd else ""
+        super().__init__(f"budget ${budget_usd:.4f} reached: spent ${spent_usd:.4f}{maybe} on {done} request(s); "
+                         f"{remaining} not sent. Replies so far are cached; rerun with a larger budget to go on.")
+
+
+@dataclass
+class Budget:
+    """Worst-case reservations against a limit; a call that fits only once in-flight ones settle waits for them."""
+
+    limit: float | None
+    spent: float = 0.0
+    uncertain: float = 0.0
+    reserved: float = 0.0
+    stopped: bool = False
+
+    def __post_init__(self) -> None:
+        self._settled = asyncio.Condition()
+
+    def try_reserve(self, amount: float) -> bool | None:
+        """True: reserved. False: can never fit, stop. None: fits once in-flight calls settle."""
+        if self.stopped:
+            return False
+        if self.limit is None or self.spent + self.uncertain + self.reserved + amount <= self.limit + 1e-12:
+            self.reserved += amount
+            return True
+        if self.spent + self.uncertain + amount > self.limit + 1e-12 or self.reserved <= 0:
+            self.stopped = True
+            return False
+        return None
+
+    async def reserve(self, amount: float) -> bool:
+        async with self._settled:
+            while (ok := self.try_reserve(amount)) is None:
+                await self._settled.wait()
+            return ok
+
+    async def settle(self, reserved: float, reply: Reply | None) -> None:
+        async with self._settled:
+            self.release(reserved, reply)
+            self._settled.notify_all()
+
+    def release(self, reserved: float, reply: Reply | None) -> None:
+        self.reserved -= reserved
+        if reply is not None:
+            self.spent += reply.cost_usd
+            if reply.error in UNCERTAIN:
+                self.uncertain += reserved
+
+
+@dataclass
+class Estimate:
+    requests: int
+    cached: int
+    to_send: int
+    input_tokens: int  # typical estimate for what is sent
+    max_output_tokens: int
+    cost_usd: float  # typical input + every max_tokens spent: an upper-leaning estimate
+    cost_known: bool
+
+
+def open_state(project: Project | None = None) -> tuple[Cache, Ledger]:
+    """The project's cache and ledger, on one connection, so a reply and its ledger row commit together."""
+    conn = (project or Project.current()).db()
+    return Cache(conn), Ledger(conn)
+
+
+def estimate(teacher: Teacher, requests: list[Request], *, cache: Cache, batch: bool = False) -> Estimate:
+    keys = [cache_key(teacher.provider, teacher.model, r) for r in requests]
+    hits = cache.get_many(keys)
+    todo = {k: r for k, r in zip(keys, requests) if k not in hits}
+    n_in = sum(estimate_input_tokens(r.messages) for r in todo.values())
+    n_out = sum(r.max_tokens for r in todo.values())
+    price = teacher.price
+    cost = price.cost(n_in, n_out, batch=batch) if price else 0.0
+    return Estimate(len(requests), sum(1 for k in keys if k in hits), len(todo), n_in, n_out, cost, price is not None)
+
+
+async def run_requests(teacher: Teacher, requests: list[Request], *, cache: Cache, ledger: Ledger,
+                       limits: Limits | None = None, budget_usd: float | None = None,
+                       progress: Progress | None = None, dry_run: bool = False, batch: bool = False,
+                       run_id: str | None = None, poll_s: float = 30.0) -> list[Reply]:
+    """Replies in request order; faults are Replies with `error` set. Raises BudgetExceeded, TeacherError."""
+    if budget_usd is not None and teacher.price is None and not dry_run:
+        raise UnknownPriceError(f"no price known for {teacher.spec}, so budget ${budget_usd:g} cannot be held: "
+                                f"give one, e.g. prices: {{'{teacher.provider}:{teacher.model}': [input, output]}} "
+                                f"in USD per million tokens.")
+    if batch:
+        from curation.synth.batch import run_batch
+        return await run_batch(teacher, requests, cache=cache, ledger=ledger, budget_usd=budget_usd,
+                               progress=progress, run_id=run_id, poll_s=poll_s)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    keys = [cache_key(teacher.provider, teacher.model, r) for r in requests]
+    results: dict[str, Reply] = cache.get_many(keys)
+    _record_hits(ledger, run_id, teacher, keys, requests, results)
+    todo = list({k: r for k, r in zip(keys, requests) if k not in results}.items())
+    if dry_run:
+        for key, request in todo:
+            results[key] = _dry_reply(teacher, request)
+        return [dataclasses.replace(results[k]) for k in keys]
+
+    done = [len(keys) - len(todo)]
+    total = len(set(keys))
+
+    def finished(key: str, reply: Reply) -> None:
+        results[key] = reply
+        done[0] += 1
+        if progress:
+            progress(done[0], total)
+
+    budget = Budget(budget_usd)
+    limits = limits or Limits.for_provider(teacher.provider)
+    if teacher.is_remote or teacher.batch_size == 1:
+        fatal = await _run_calls(teacher, todo, cache, ledger, limits, budget, run_id, finished)
+    else:
+        fatal = await _run_chunks(teacher, todo, cache, ledger, run_id, finished)
+    if fatal is not None:
+        raise TeacherError(f"{teacher.spec}: {fatal.error}; stopped after {len(results)} of {total} request(s)."
+                           + _hint(teacher, fatal.error))
+    if budget.stopped:
+        replies = [dataclasses.replace(results[k]) if k in results else None for k in keys]
+        raise BudgetExceeded(budget_usd=budget_usd or 0.0, spent_usd=budget.spent, uncertain_usd=budget.uncertain,
+                             done=len(results), remaining=total - len(results), replies=replies)
+    return [dataclasses.replace(results[k]) for k in keys]
+
+
+async def _run_calls(teacher: Teacher, todo: list[tuple[str, Request]], cache: Cache, ledger: Ledger,
+                     limits: Limits, budget: Budget, run_id: str, finished: Callable) -> Reply | None:
+    """One request per call, `limits.concurrency` workers, retries with backoff."""
+    queue = iter(todo)
+    fatal: list[Reply] = []
+    price = teacher.price
+
+    async def attempt_all(key: str, request: Request) -> Reply | None:
+        tokens = estimate_input_tokens(request.messages) + request.max_tokens
+        worst = price.cost(max_input_tokens(request.messages), request.max_tokens) if price else 0.0
+        for attempt in range(1, limits.max_attempts + 1):
+            if fatal or not await budget.reserve(worst):
+                return None
+            await limits.acquire(tokens)
+            row = ledger.sent(run_id=run_id, teacher=teacher.spec, key=key, attempt=attempt,
+                              metadata=request.metadata)
+            started = time.monotonic()
+            reply = (await teacher.generate([request]))[0]
+            reply.attempts = attempt
+            with transaction(ledger.conn):
+                ledger.complete(row, reply, time.monotonic() - started)
+                if cacheable(reply):
+                    cache.put(key, reply)
+            await budget.settle(worst, reply)
+            used = reply.usage.get("input_tokens", 0) + reply.usage.get("output_tokens", 0)
+            limits.settle(tokens, used if used else tokens)
+            if reply.error in FATAL:
+                fatal.append(reply)
+                return None
+            if not reply.retryable or attempt == limits.max_attempts:
+                return reply
+            delay = limits.backoff(attempt, reply.retry_after)
+            if delay is None:  # the provider wants longer than we are willing to wait
+                return reply
+            if reply.retry_after is not None:
+                limits.pause(reply.retry_after)
+            await asyncio.sleep(delay)
+        return None
+
+    async def worker() -> None:
+        for key, request in queue:
+            if fatal or budget.stopped:
+                return
+            reply = await attempt_all(key, request)
+            if reply is not None:
+                finished(key, reply)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(limits.concurrency, len(todo))):
+            group.create_task(worker())
+    return fatal[0] if fatal else None
+
+
+async def _run_chunks(teacher: Teacher, todo: list[tuple[str, Request]], cache: Cache, ledger: Ledger,
+                      run_id: str, finished: Callable) -> None:
+    """Free in-process teachers: hand over many requests at once so they can batch."""
+    step = teacher.batch_size * 4
+    for start in range(0, len(todo), step):
+        chunk = todo[start:start + step]
+        replies = await teacher.generate([r for _, r in chunk])
+        with transaction(ledger.conn):
+            for (key, request), reply in zip(chunk, replies):
+                ledger.record(run_id=run_id, teacher=teacher.spec, key=key, mode="sync",
+                              status="ok" if reply.error is None else "failed", reply=reply,
+                              metadata=request.metadata)
+                if cacheable(reply):
+                    cache.put(key, reply)
+        for (key, _), reply in zip(chunk, replies):
+            finished(key, reply)
+    return None
+
+
+def _record_hits(ledger: Ledger, run_id: str, teacher: Teacher, keys: list[str], requests: list[Request],
+                 hits: dict[str, Reply]) -> None:
+    if not hits:
+        return
+    with transaction(ledger.conn):
+        for key, request in zip(keys, requests):
+            if key in hits:
+                ledger.record(run_id=run_id, teacher=teacher.spec, key=key, mode="sync", status="cache_hit",
+                              reply=hits[key], metadata=request.metadata)
+
+
+def _dry_reply(teacher: Teacher, request: Request) -> Reply:
+    n_in = estimate_input_tokens(request.messages)
+    price = teacher.price
+    return Reply(text=None, finish_reason="dry_run", usage={"input_tokens": n_in, "output_tokens": request.max_tokens},
+                 cost_usd=price.cost(n_in, request.max_tokens) if price else 0.0, cached=False, error=None,
+                 teacher=teacher.spec, cost_known=price is not None, attempts=0)
+
+
+def _hint(teacher: Teacher, error: str | None) -> str:
+    variable = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY",
+                "openai-compatible": "OPENAI_COMPATIBLE_API_KEY"}.get(teacher.provider)
+    if error in ("auth_failed", "permission_denied") and variable:
+        return f" Check {variable}."
+    if error == "model_not_found":
+        return f" Is {teacher.model!r} a model this provider serves?"
+    return ""

@@ -1,0 +1,268 @@
+"""Teachers: given rendered messages, get replies. The registry, the rule baselines and the local model.
+
+A teacher is named by a spec, "<provider>:<model>":
+  anthropic:claude-haiku-4-5          Messages API (ANTHROPIC_API_KEY)
+  openai:gpt-4o-mini                  Chat Completions (OPENAI_API_KEY)
+  openai-compatible:qwen2.5@http://localhost:8000/v1   any OpenAI-compatible server (key optional)
+  local:smollm2-135m-instruct         an in-process transformers model from the catalogue, or a path
+  rule:lead, rule:keywords            rule baselines, free and instant
+
+Per-request faults never raise: they come back as a Reply with `error` set to a named reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from assay.errors import NotFoundError
+
+from curation.synth.prices import FREE, Price, PriceTable
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call; messages already rendered."""
+
+    messages: list[dict]  # [{"role": "system"|"user"|"assistant", "content": str}]
+    max_tokens: int = 256
+    temperature: float = 0.0
+    metadata: dict = field(default_factory=dict)  # note_id, task, prompt_version...; not part of the cache key
+
+
+@dataclass
+class Reply:
+    text: str | None
+    finish_reason: str  # "stop", "length", "refusal", "error" ("dry_run" for estimates)
+    usage: dict  # input_tokens, output_tokens
+    cost_usd: float
+    cached: bool
+    error: str | None  # "rate_limited", "overloaded", "server_error:503", "timeout", "refusal", "max_tokens", ...
+    teacher: str
+    cost_known: bool = True  # False when the teacher's price is unknown (cost_usd is then 0.0)
+    retryable: bool = False  # a transient fault worth another attempt
+    retry_after: float | None = None  # seconds the provider asked us to wait
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    spec: str
+    provider: str
+    model: str
+    is_remote: bool  # True when notes leave the machine (the privacy guard reads this)
+    price: Price | None  # None: unknown
+    batch_size: int  # how many requests one generate() call should carry
+
+    async def generate(self, requests: list[Request]) -> list[Reply]: ...
+
+
+def failed(teacher: str, error: str, *, retryable: bool = False, retry_after: float | None = None,
+           usage: dict | None = None, cost_usd: float = 0.0, text: str | None = None,
+           finish_reason: str = "error") -> Reply:
+    return Reply(text=text, finish_reason=finish_reason, usage=usage or {"input_tokens": 0, "output_tokens": 0},
+                 cost_usd=cost_usd, cached=False, error=error, teacher=teacher, retryable=retryable,
+                 retry_after=retry_after)
+
+
+# -- the registry
+
+def _anthropic(name: str, **options: Any) -> Teacher:
+    from curation.synth.providers import AnthropicTeacher
+    return AnthropicTeacher(name, **options)
+
+
+def _openai(name: str, **options: Any) -> Teacher:
+    from curation.synth.providers import OpenAITeacher
+    return OpenAITeacher(name, **options)
+
+
+def _openai_compatible(name: str, **options: Any) -> Teacher:
+    from curation.synth.providers import OpenAICompatibleTeacher
+    return OpenAICompatibleTeacher(name, **options)
+
+
+def _local(name: str, **options: Any) -> Teacher:
+    return LocalTeacher(name, **options)
+
+
+def _rule(name: str, *, prices: PriceTable | None = None, timeout_s: float | None = None) -> Teacher:
+    # prices and timeout_s are common teacher options; rules are free and instant, so they need neither
+    if name not in RULES:
+        raise NotFoundError("rule teacher", name, list(RULES))
+    return RuleTeacher(name, RULES[name])
+
+
+# provider prefix -> factory(name after the colon, **options)
+TEACHERS: dict[str, Callable[..., Teacher]] = {
+    "anthropic": _anthropic,
+    "openai": _openai,
+    "openai-compatible": _openai_compatible,
+    "local": _local,
+    "rule": _rule,
+}
+
+
+def get_teacher(spec: str, **options: Any) -> Teacher:
+    """Build the teacher a spec names; options go to its constructor (prices=PriceTable(...), timeout_s=...)."""
+    provider, sep, model = spec.partition(":")
+    if provider not in TEACHERS:
+        raise NotFoundError("teacher provider", provider, list(TEACHERS))
+    if not sep or not model:
+        raise NotFoundError("teacher", spec, [f"{p}:<model>" for p in TEACHERS])
+    return TEACHERS[provider](model, **options)
+
+
+# -- rule baselines
+
+_NOTE = re.compile(r"<note>(.*?)</note>", re.S)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[^\W\d_][\w'-]*", re.U)
+STOPWORDS = frozenset("""a about above after again against all also am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from further had has have having
+he her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now
+of off on once only or other our ours ourselves out over own same she should so some such than that the their theirs
+them themselves then there these they this those through to too under until up very was we were what when where which
+while who whom why will with would you your yours yourself yourselves""".split())
+
+
+def note_text(request: Request) -> str:
+    """The text a rule works on: the <note>...</note> block of the last user message, else all of it."""
+    user = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
+    found = _NOTE.search(user)
+    return (found.group(1) if found else user).strip()
+
+
+def lead(text: str, min_chars: int = 80) -> str:
+    """The first sentence, and the second too when the first is short."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+    if not sentences:
+        return ""
+    return sentences[0] if len(sentences[0]) >= min_chars or len(sentences) == 1 else " ".join(sentences[:2])
+
+
+def keywords(text: str, k: int = 5) -> str:
+    """The k most frequent content words, ties broken by first appearance."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    counts = Counter(w for w in words if len(w) >= 3 and w not in STOPWORDS)
+    order = {w: i for i, w in reversed(list(enumerate(words)))}
+    ranked = sorted(counts, key=lambda w: (-counts[w], order[w]))
+    return ", ".join(ranked[:k])
+
+
+RULES: dict[str, Callable[[str], str]] = {"lead": lead, "keywords": keywords}
+
+
+class RuleTeacher:
+    provider, is_remote, price, batch_size = "rule", False, FREE, 256
+
+    def __init__(self, name: str, rule: Callable[[str], str]):
+        self.model, self.spec, self._rule = name, f"rule:{name}", rule
+
+    async def generate(self, requests: list[Request]) -> list[Reply]:
+        replies = []
+        for request in requests:
+            text = self._rule(note_text(request))
+            reply = Reply(text=text, finish_reason="stop", usage={"input_tokens": 0, "output_tokens": 0},
+                          cost_usd=0.0, cached=False, error=None, teacher=self.spec)
+            if not text:
+                reply.error, reply.finish_reason = "empty_input", "error"
+            replies.append(reply)
+        return replies
+
+
+# -- local transformers model
+
+class LocalTeacher:
+    """An in-process causal LM: batched greedy generation with left padding and the chat template."""
+
+    provider, is_remote, price = "local", False, FREE
+
+    def __init__(self, name: str, *, batch_size: int = 8, num_threads: int | None = None, model: Any = None,
+                 tokenizer: Any = None, prices: PriceTable | None = None, timeout_s: float | None = None):
+        # prices and timeout_s are accepted so every teacher takes the same options; a local model needs neither
+        self.model, self.spec, self.batch_size = name, f"local:{name}", batch_size
+        self.num_threads = num_threads  # torch threads while generating; 1 is fastest on a busy machine
+        self._lm, self._tokenizer = model, tokenizer
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._lm is None:
+            from assay.models import load_causal_lm  # heavy: torch + transformers
+            self._lm, self._tokenizer = load_causal_lm(self.model)
+            self._lm.eval()
+        return self._lm, self._tokenizer
+
+    async def generate(self, requests: list[Request]) -> list[Reply]:
+        return await asyncio.to_thread(self.generate_sync, requests)
+
+    def generate_sync(self, requests: list[Request]) -> list[Reply]:
+        """Micro-batches of similar prompt length; each request keeps its own max_tokens."""
+        import torch
+
+        if self.num_threads is None:
+            return self._generate_all(requests)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            return self._generate_all(requests)
+        finally:
+            torch.set_num_threads(before)
+
+    def _generate_all(self, requests: list[Request]) -> list[Reply]:
+        lm, tok = self._load()
+        prompts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+        lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+        # one temperature per micro-batch; within it, similar lengths so little is padding
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].temperature, lengths[i]))
+        replies: list[Reply | None] = [None] * len(requests)
+        start = 0
+        while start < len(order):
+            temperature = requests[order[start]].temperature
+            idx = [i for i in order[start:start + self.batch_size] if requests[i].temperature == temperature]
+            for i, reply in zip(idx, self._generate_batch(lm, tok, [prompts[i] for i in idx],
+                                                          [requests[i] for i in idx])):
+                replies[i] = reply
+            start += len(idx)
+        return replies  # type: ignore[return-value]
+
+    def _generate_batch(self, lm: Any, tok: Any, prompts: list[str], requests: list[Request]) -> list[Reply]:
+        import torch
+
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
+        budget = max(r.max_tokens for r in requests)  # greedy: a shorter request's answer is a prefix
+        temperature = requests[0].temperature
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        with torch.inference_mode():
+            out = lm.generate(**enc, max_new_tokens=budget, pad_token_id=tok.pad_token_id, top_p=None, top_k=None,
+                              **sampling)
+        stops = _stop_ids(lm, tok)
+        replies = []
+        for row, request, mask in zip(out[:, enc["input_ids"].shape[1]:], requests, enc["attention_mask"]):
+            ids = row.tolist()[: request.max_tokens]
+            end = next((j for j, t in enumerate(ids) if t in stops), None)
+            new = ids if end is None else ids[:end]
+            length_stop = end is None and len(ids) >= request.max_tokens
+            replies.append(Reply(
+                text=tok.decode(new, skip_special_tokens=True).strip(),
+                finish_reason="length" if length_stop else "stop",
+                usage={"input_tokens": int(mask.sum()), "output_tokens": len(new)}, cost_usd=0.0, cached=False,
+                error="max_tokens" if length_stop else None, teacher=self.spec))
+        return replies
+
+
+def _stop_ids(lm: Any, tok: Any) -> set[int]:
+    eos = getattr(lm.generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tok.eos_token_id is not None:
+        ids.add(tok.eos_token_id)
+    return ids
