@@ -73,6 +73,38 @@ def demo(name: str = typer.Option("notes", "--name", "-n")) -> None:
     show_curate_run(console, result.version)
 
 
+@app.command()
+def synth(
+    dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a curated dataset."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A synth YAML."),
+    task: Optional[str] = typer.Option(None, help="summarize, classify, extract or qa."),
+    teachers: Optional[str] = typer.Option(None, help="Comma-separated teacher specs, e.g. local,rule:lead,anthropic:claude-haiku-4-5"),
+    select: Optional[str] = typer.Option(None, help="consensus, judge or rules."),
+    judge: Optional[str] = typer.Option(None, help="Teacher spec that scores candidates (with --select judge)."),
+    fill_gaps: bool = typer.Option(False, "--fill-gaps", help="Write outputs and new notes for the cells curation found thin."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Stop before spending more than this many USD."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost estimate; call nothing, write nothing."),
+    allow_cloud_pii: bool = typer.Option(False, "--allow-cloud-pii", help="Send notes to remote teachers unredacted."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. limit=20 limits.openai.rpm=60"),
+) -> None:
+    """Label a dataset's notes with several teachers, keep the best output, and fill coverage gaps."""
+    from assay.config import load_config
+    from assay.display import progress_tracker, show_synth_run
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.synth.config import SynthConfig
+    from curation.synth.run import synth as run_synth
+
+    flags = {"task": task, "teachers": teachers, "select": select, "judge": judge, "budget_usd": budget}
+    extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    extra += [f"{k}=true" for k, on in (("fill_gaps", fill_gaps), ("dry_run", dry_run), ("allow_cloud_pii", allow_cloud_pii)) if on]
+    cfg = load_config(SynthConfig, config, extra + (overrides or []))
+    project = Project.current()
+    with progress_tracker(console) as track:
+        result = run_synth(dataset, cfg, store=DatasetStore(project.datasets), project=project, track=track)
+    show_synth_run(console, result)
+
+
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every dataset and its versions."""

@@ -17,8 +17,8 @@ def progress_tracker(console: Console) -> Iterator[Callable[[str, int | None], C
     columns = [SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         def track(description: str, total: int | None) -> Callable[[int], None]:
-            for earlier in progress.tasks:  # steps run one after another: a new one means the last is done
-                if not earlier.finished:
+            for earlier in progress.tasks:  # a spinner (no known total) ends when the next piece of work starts
+                if earlier.total is None:
                     progress.update(earlier.id, total=earlier.completed)
             task = progress.add_task(description, total=total)
             return lambda advance=1: progress.advance(task, advance)
@@ -44,6 +44,38 @@ def show_curate_run(console: Console, version) -> None:
     splits = m.get("splits", {})
     console.print("splits: " + ", ".join(f"{k}={splits.get(k, 0)}" for k in ("train", "validation", "test")))
     console.print(f"written to {version.path}")
+
+
+def show_synth_run(console: Console, run) -> None:
+    if run.version is None:  # a dry run: the estimate is all there is
+        table = Table(title="dry run: estimated cost (nothing was called or written)")
+        for col in ("teacher", "requests", "cached", "to send", "input tokens", "max output tokens", "USD"):
+            table.add_column(col)
+        lines = {**run.estimate.get("teachers", {}), "total": run.estimate.get("total", {})}
+        for spec, line in lines.items():
+            cost = f"{line.get('cost_usd', 0):.4f}" if line.get("cost_known", True) else "unknown price"
+            table.add_row(spec, *(str(line.get(k, "")) for k in ("requests", "cached", "to_send", "input_tokens",
+                                                                   "max_output_tokens")), cost)
+        console.print(table)
+        return
+    m = run.manifest
+    table = Table(title=f"{run.version.ref}: task {m['task']}, {m['labeled']} labeled, {m['no_valid_output']} without a valid output")
+    for col in ("teacher", "requests", "cache hits", "calls", "failed", "tokens in/out", "USD"):
+        table.add_column(col)
+    for spec, line in m["calls"].items():
+        cost = f"{line['cost_usd']:.4f}" if line["cost_known"] else "unknown price"
+        table.add_row(spec, str(line["requests"]), str(line["cache_hits"]), str(line["calls"]), str(line["failed"]),
+                      f"{line['input_tokens']}/{line['output_tokens']}", cost)
+    console.print(table)
+    if m.get("failures"):
+        console.print("failed candidates: " + ", ".join(f"{r}={n}" for r, n in m["failures"].items()))
+    egress = m.get("egress", {})
+    console.print(f"left the machine: {egress.get('rows_left_machine', 0)} rows "
+                  f"({egress.get('rows_redacted', 0)} redacted, {egress.get('rows_unredacted', 0)} unredacted)")
+    for line in m.get("gap_fill") or []:
+        console.print(f"gap {line['cell']}: missing {line['missing']}, asked {line['requested']}, "
+                      f"kept {line['synthetic_kept']} new notes, still missing {line['still_missing']}")
+    console.print(f"written to {run.version.path}")
 
 
 def show_dataset_list(console: Console, store) -> None:

@@ -137,6 +137,8 @@ def load_causal_lm(name_or_path: str = "smollm2-135m-instruct", *, dtype: Any = 
     """(model, tokenizer) for a catalogue name, a local folder, or a Hugging Face Hub id (cache first)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
+
     if name_or_path in CATALOGUE:
         if CATALOGUE[name_or_path].kind != "causal-lm":
             raise AssayError(f"{name_or_path!r} is an {CATALOGUE[name_or_path].kind} model, not a causal LM")
@@ -159,6 +161,8 @@ def load_causal_lm(name_or_path: str = "smollm2-135m-instruct", *, dtype: Any = 
 def load_embedder(name_or_path: str = "all-minilm-l6-v2", device: str = "cpu"):
     """A SentenceTransformer for a catalogue name, a local folder, or a Hub id (cache first)."""
     from sentence_transformers import SentenceTransformer
+
+    _quiet_transformers()
 
     if name_or_path in CATALOGUE:
         name_or_path = str(embedding_model_path(name_or_path))
@@ -299,3 +303,10 @@ def _hub_unreachable() -> str | None:
 
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _quiet_transformers() -> None:
+    """transformers' per-load "Loading weights" bars would break through assay's own progress display."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
