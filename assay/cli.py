@@ -105,6 +105,22 @@ def synth(
     show_synth_run(console, result)
 
 
+@app.command("export")
+def export_cmd(
+    model: str = typer.Argument(..., help="NAME@VERSION of a trained model (or NAME for its latest, or a folder)."),
+    format: str = typer.Option(..., "--format", "-f", help="merged, int8, onnx or gguf."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="An export YAML (tolerances, int8 and gguf settings)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. int8.tolerance.ppl_increase=0.05"),
+) -> None:
+    """Export a model for on-device use, with its size and parity figures in the model card."""
+    from training.export import export_model, summary_lines
+
+    result = export_model(model, format, config=config, overrides=overrides or [],
+                          log=lambda line: console.print(f"[dim]{line}[/dim]", highlight=False))
+    for line in summary_lines(result):
+        console.print(line, highlight=False)
+
+
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every dataset and its versions."""
