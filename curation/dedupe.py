@@ -1,0 +1,405 @@
+"""Dedupe: exact, near (MinHash + LSH) and semantic (embeddings) passes, and cross-set decontamination.
+
+Each pass groups duplicate rows into clusters, keeps one row per cluster and drops the others with a
+reason naming the kept row. Which row is kept: the longest text (normalized characters), then the
+earliest created_at (missing dates last), then the smallest note_id; the `why` column of the cluster
+table says which of these decided. `extra["clusters"]` lists every member of every cluster.
+
+Labeled examples: the exact pass compares (normalized text, task, output), so the same note labeled
+for two tasks, or with two different outputs, is not an exact duplicate. The near and semantic passes
+compare text, but only between rows of the same task and different notes; when a cluster's winner has
+several rows (one note, several outputs), all of them are kept. Cross-set mode compares text alone:
+any reference row with the same or a similar text is a leak, whatever its task.
+
+`dup_cluster` on a row names the duplicate cluster it belongs to, so splits keep a cluster, and every
+row of a note that is in one, on one side. Across passes a row keeps the smallest cluster id among
+the clusters that touch its note (so a note that won an exact cluster and then a near one keeps one id).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from curation import minhash
+from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
+from curation.steps import StepResult, split_by_reason
+
+Progress = Callable[[int], None]
+CLUSTER_SCHEMA = {"cluster_id": pl.String, "note_id": pl.String, "kind": pl.String, "kept": pl.Boolean,
+                  "kept_id": pl.String, "similarity": pl.Float64, "why": pl.String}
+
+
+# --- public steps -----------------------------------------------------------------------------
+
+def dedupe_exact(df: pl.DataFrame) -> StepResult:
+    return _exact(df, minhash.normalize_texts(_text(df)))[0]
+
+
+def dedupe_near(df: pl.DataFrame, cfg: NearDedupeConfig, progress: Progress | None = None) -> StepResult:
+    return _near(df, minhash.normalize_texts(_text(df)), cfg, progress)[0]
+
+
+def dedupe_semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder=None,
+                    progress: Progress | None = None) -> StepResult:
+    return _semantic(df, cfg, embedder or _load_embedder(cfg), progress)
+
+
+def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progress | None = None) -> list[StepResult]:
+    """Run the enabled passes in order (exact, near, semantic), each on the rows the previous one kept."""
+    if cfg.semantic.enabled and embedder is None:
+        embedder = _load_embedder(cfg.semantic)
+    advanced, rows_in = 0, df.height
+
+    def tick(n: int) -> None:
+        nonlocal advanced
+        advanced += n
+        if progress:
+            progress(n)
+
+    results: list[StepResult] = []
+    norm = minhash.normalize_texts(_text(df))
+    if cfg.exact:
+        result, keep = _exact(df, norm)
+        results.append(result)
+        df, norm = result.kept, norm.filter(keep)
+    if cfg.near.enabled:
+        # the slowest enabled pass drives the progress bar; the others are quick by comparison
+        result, keep = _near(df, norm, cfg.near, None if cfg.semantic.enabled else tick)
+        results.append(result)
+        df = result.kept
+    if cfg.semantic.enabled:
+        results.append(_semantic(df, cfg.semantic, embedder, tick))
+    if progress and advanced < rows_in:
+        progress(rows_in - advanced)
+    return results
+
+
+def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, reference_name: str,
+                 embedder=None) -> StepResult:
+    """Drop rows of df whose text is the same as, or a near or semantic duplicate of, a reference row."""
+    n = df.height
+    norm, ref_norm = minhash.normalize_texts(_text(df)), minhash.normalize_texts(_text(reference))
+    ref_ids = reference["note_id"].to_numpy() if reference.height else np.array([], dtype=object)
+    match = np.full(n, -1, dtype=np.int64)  # the reference row each df row leaks into
+    sim = np.zeros(n, dtype=np.float64)
+    kind = np.full(n, None, dtype=object)
+
+    def record(rows: np.ndarray, refs: np.ndarray, sims: np.ndarray, label: str) -> None:
+        # best match per df row, and only for rows an earlier pass did not already catch
+        order = np.lexsort((-sims, rows))
+        rows, refs, sims = rows[order], refs[order], sims[order]
+        first = np.concatenate([[True], rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, bool)
+        rows, refs, sims = rows[first], refs[first], sims[first]
+        new = match[rows] < 0
+        match[rows[new]], sim[rows[new]], kind[rows[new]] = refs[new], sims[new], label
+
+    if cfg.exact and n and reference.height:
+        left = pl.DataFrame({"norm": norm, "row": np.arange(n)}).filter(pl.col("norm") != "")
+        right = pl.DataFrame({"norm": ref_norm, "ref": np.arange(reference.height)}).filter(pl.col("norm") != "")
+        hits = left.join(right.group_by("norm").agg(pl.col("ref").min()), on="norm")
+        record(hits["row"].to_numpy(), hits["ref"].to_numpy(), np.ones(hits.height), "exact")
+    if cfg.near.enabled and n and reference.height:
+        is_ref = np.arange(n + reference.height) >= n
+        i, j, sketches = _near_candidates(pl.concat([norm, ref_norm]), cfg.near, first=is_ref)
+        cross = (i < n) & (j >= n)  # i < j, so a crossing pair has the df row first
+        i, j = i[cross], j[cross]
+        est = sketches.jaccard(i, j)
+        ok = est >= cfg.near.threshold
+        record(i[ok], j[ok] - n, est[ok], "near")
+    if cfg.semantic.enabled and n and reference.height:
+        sem = cfg.semantic
+        model = embedder or _load_embedder(sem)
+        mine, theirs = _long_enough(norm, sem.min_words), _long_enough(ref_norm, sem.min_words)
+        if len(mine) and len(theirs):
+            emb = _embed(model, _text(df).gather(mine), sem.batch_size)
+            ref_emb = _embed(model, _text(reference).gather(theirs), sem.batch_size)
+            rows, refs, sims = _similar_pairs(emb, sem.threshold, other=ref_emb)
+            rows, refs = mine[rows], theirs[refs]
+            ok = _word_overlap(norm, ref_norm, rows, refs) >= sem.min_word_overlap
+            record(rows[ok], refs[ok], sims[ok], "semantic")
+
+    leaked = np.flatnonzero(match >= 0)
+    reasons = np.full(n, None, dtype=object)
+    reasons[leaked] = [f"leaks_into:{reference_name}:{ref_ids[r]}" for r in match[leaked]]
+    members = pl.DataFrame({
+        "cluster_id": [f"leak:{reference_name}:{ref_ids[r]}" for r in match[leaked]],
+        "note_id": df["note_id"].to_numpy()[leaked] if n else [],
+        "kind": kind[leaked], "kept": False, "kept_id": ref_ids[match[leaked]] if n else [],
+        "similarity": sim[leaked], "why": [f"{k} duplicate of a {reference_name} row" for k in kind[leaked]],
+    }, schema_overrides=CLUSTER_SCHEMA) if len(leaked) else pl.DataFrame(schema=CLUSTER_SCHEMA)
+    refs_hit = members.select("cluster_id", pl.col("kept_id").alias("note_id"), "kind").unique("cluster_id", keep="first")
+    table = pl.concat([
+        refs_hit.with_columns(pl.lit(True).alias("kept"), pl.col("note_id").alias("kept_id"),
+                              pl.lit(1.0).alias("similarity"), pl.lit(f"row of {reference_name}").alias("why")),
+        members,
+    ], how="diagonal_relaxed").select(list(CLUSTER_SCHEMA)).sort("cluster_id", "kept", descending=[False, True])
+    return split_by_reason(df, pl.Series(reasons.tolist(), dtype=pl.String), "decontaminate", clusters=table)
+
+
+# --- the passes -----------------------------------------------------------------------------
+
+def _exact(df: pl.DataFrame, norm: pl.Series) -> tuple[StepResult, np.ndarray]:
+    task, output = _col(df, "task"), _col(df, "output")
+    # a 64-bit hash of (text, task, output) finds the few candidate rows; the strings then decide
+    key = norm.hash(1).to_numpy() ^ (task.hash(2).to_numpy() * np.uint64(3)) ^ (output.hash(3).to_numpy() * np.uint64(5))
+    maybe = pl.Series(key).is_duplicated().to_numpy() & (norm.str.len_bytes().to_numpy() > 0)
+    candidates = pl.DataFrame({"norm": norm.filter(maybe), "task": task.filter(maybe), "output": output.filter(maybe),
+                               "row": np.flatnonzero(maybe)})
+    groups = (candidates.group_by("norm", "task", "output").agg(pl.col("row"))
+              .filter(pl.col("row").list.len() > 1).with_columns(pl.col("row").list.min().alias("label"))
+              .explode("row").sort("row"))
+    rows, labels = groups["row"].to_numpy(), groups["label"].to_numpy()
+    return _resolve(df, norm, rows, labels, "exact", lambda a, b: np.ones(len(a)))
+
+
+def _near(df: pl.DataFrame, norm: pl.Series, cfg: NearDedupeConfig,
+          progress: Progress | None) -> tuple[StepResult, np.ndarray]:
+    # rows of one note with one task and one text (several outputs) are sketched once, as one unit
+    unit = _units(df, norm)
+    reps = np.flatnonzero(unit == np.arange(df.height))
+    task = _codes(_col(df, "task"))
+    i, j, sketches = _near_candidates(norm.gather(reps), cfg, progress, groups=task[reps])
+    est = sketches.jaccard(i, j)
+    i, j = reps[i], reps[j]  # back to row numbers
+    allowed = _allowed_mask(df, i, j)
+    ok = allowed & (est >= cfg.threshold)
+    rep_members, rep_labels = _groups(df.height, i[ok], j[ok])
+    label_of = np.full(df.height, -1, dtype=np.int64)
+    label_of[rep_members] = rep_labels
+    members = np.flatnonzero(label_of[unit] >= 0)
+    local = np.full(df.height, -1, dtype=np.int64)
+    local[reps] = np.arange(len(reps))
+    return _resolve(df, norm, members, label_of[unit[members]], "near",
+                    lambda a, b: sketches.jaccard(local[unit[a]], local[unit[b]]))
+
+
+def _units(df: pl.DataFrame, norm: pl.Series) -> np.ndarray:
+    """For each row, the first row with the same note, task and normalized text."""
+    if df["note_id"].n_unique() == df.height:
+        return np.arange(df.height)
+    keys = pl.DataFrame({"note": df["note_id"], "task": _col(df, "task"), "norm": norm}).with_row_index("i")
+    return keys.select(pl.col("i").min().over("note", "task", "norm"))["i"].to_numpy().astype(np.int64)
+
+
+def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: Progress | None) -> StepResult:
+    norm = minhash.normalize_texts(_text(df))
+    rows = _long_enough(norm, cfg.min_words)
+    emb = _embed(embedder, _text(df).gather(rows), cfg.batch_size, progress)
+    if progress and len(rows) < df.height:
+        progress(df.height - len(rows))
+    i, j, _ = _similar_pairs(emb, cfg.threshold)
+    i, j = _allowed(df, rows[i], rows[j])
+    ok = _word_overlap(norm, norm, i, j) >= cfg.min_word_overlap
+    members, labels = _groups(df.height, i[ok], j[ok])
+    where = np.full(df.height, -1, dtype=np.int64)
+    where[rows] = np.arange(len(rows))
+    return _resolve(df, norm, members, labels, "semantic",
+                    lambda a, b: np.einsum("ij,ij->i", emb[where[a]], emb[where[b]]))[0]
+
+
+def _long_enough(norm: pl.Series, min_words: int) -> np.ndarray:
+    """Rows with at least min_words words: in a shorter note one changed word (another day, another
+    number) is the whole difference, and it barely moves the embedding."""
+    words = (norm.str.count_matches(" ", literal=True) + 1).to_numpy()
+    return np.flatnonzero((norm.to_numpy() != "") & (words >= min_words))
+
+
+# --- clusters, winners, reasons -------------------------------------------------------------
+
+def _allowed(df: pl.DataFrame, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = _allowed_mask(df, i, j)
+    return i[ok], j[ok]
+
+
+def _allowed_mask(df: pl.DataFrame, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Only rows of the same task and of different notes can be near or semantic duplicates."""
+    if len(i) == 0:
+        return np.zeros(0, dtype=bool)
+    task = _codes(_col(df, "task"))
+    note = _codes(df["note_id"])
+    return (task[i] == task[j]) & (note[i] != note[j])
+
+
+def _groups(n: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that have at least one edge, and the component label of each."""
+    if len(i) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    nodes = np.unique(np.concatenate([i, j]))
+    local = minhash.components(len(nodes), np.searchsorted(nodes, i), np.searchsorted(nodes, j))
+    return nodes, nodes[local]
+
+
+def _resolve(df: pl.DataFrame, norm: pl.Series, rows: np.ndarray, labels: np.ndarray, kind: str,
+             similarity: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[StepResult, np.ndarray]:
+    """Pick the kept row of each cluster, name the reason for every other member, build the table."""
+    n = df.height
+    created = df["created_at"] if "created_at" in df.columns else pl.Series([None] * n, dtype=pl.Datetime("us", "UTC"))
+    m = pl.DataFrame({
+        "row": rows, "label": labels,
+        "note_id": df["note_id"].gather(rows), "length": norm.str.len_chars().gather(rows),
+        "created_at": created.gather(rows),
+    }).sort(["label", "length", "created_at", "note_id", "row"], descending=[False, True, False, False, False],
+            nulls_last=True)
+    first = pl.col("row").first().over("label")
+    m = m.with_columns(
+        first.alias("win_row"),
+        pl.col("note_id").first().over("label").alias("kept_id"),
+        pl.col("length").first().over("label").alias("win_len"),
+        pl.col("created_at").first().over("label").alias("win_created"),
+    )
+    # near/semantic: every row of the winning note stays (its other outputs); exact: one row, even of one note
+    same_note = (pl.col("note_id") == pl.col("kept_id")) if kind != "exact" else pl.lit(False)
+    m = m.with_columns(((pl.col("row") == pl.col("win_row")) | same_note).alias("kept"))
+    # the runner-up (best row of another note) is what the winner is compared with in its own `why`
+    runner = (m.filter(~pl.col("kept")).group_by("label", maintain_order=True)
+              .agg(pl.col("length").first().alias("ru_len"), pl.col("created_at").first().alias("ru_created"),
+                   pl.col("note_id").first().alias("ru_id")))
+    m = m.join(runner, on="label", how="left", maintain_order="left")
+    m = m.with_columns(_why().alias("why"))
+    win_rows = m["win_row"].to_numpy()
+    member_rows = m["row"].to_numpy()
+    sims = np.ones(m.height) if kind == "exact" else np.asarray(similarity(member_rows, win_rows), dtype=np.float64)
+    sims[member_rows == win_rows] = 1.0
+    # cluster ids name the kept note; a note that wins several clusters (several tasks) gets #2, #3
+    heads = m.filter(pl.col("row") == pl.col("win_row")).select("label", "kept_id").sort("label")
+    heads = heads.with_columns(pl.format(f"{kind}:{{}}", "kept_id").alias("base"))
+    heads = heads.with_columns(pl.int_range(pl.len()).over("base").alias("k"))
+    heads = heads.with_columns(pl.when(pl.col("k") == 0).then(pl.col("base"))
+                               .otherwise(pl.format("{}#{}", "base", pl.col("k") + 1)).alias("cluster_id"))
+    m = m.with_columns(pl.Series("similarity", sims)).join(heads.select("label", "cluster_id"), on="label",
+                                                           maintain_order="left")
+    table = m.select(pl.col("cluster_id"), "note_id", pl.lit(kind).alias("kind"), "kept", "kept_id", "similarity", "why")
+
+    reasons = np.full(n, None, dtype=object)
+    dropped = m.filter(~pl.col("kept"))
+    reasons[dropped["row"].to_numpy()] = [f"{kind}_duplicate_of:{k}" for k in dropped["kept_id"].to_list()]
+    cluster_of = np.full(n, None, dtype=object)
+    cluster_of[member_rows] = m["cluster_id"].to_numpy()
+    marked = df.with_columns(_dup_cluster(df, cluster_of))
+    result = split_by_reason(marked, pl.Series(reasons.tolist(), dtype=pl.String), f"dedupe_{kind}", clusters=table)
+    keep = np.ones(n, dtype=bool)
+    keep[dropped["row"].to_numpy()] = False
+    return result, keep
+
+
+def _why() -> pl.Expr:
+    def decided(len_a: str, len_b: str, created_a: str, created_b: str, id_a: str, id_b: str) -> pl.Expr:
+        return (pl.when(pl.col(len_a) != pl.col(len_b))
+                .then(pl.format("longest text ({} > {} chars)", pl.col(len_a), pl.col(len_b)))
+                .when(pl.col(created_a).is_not_null() & (pl.col(created_b).is_null()
+                                                         | (pl.col(created_a) != pl.col(created_b))))
+                .then(pl.lit("earliest created_at (") + pl.col(created_a).dt.strftime("%Y-%m-%d %H:%M")
+                      + pl.lit(")"))
+                .when(pl.col(id_a) != pl.col(id_b)).then(pl.lit("smallest note_id"))
+                .otherwise(pl.lit("first of identical rows")))
+
+    winner = pl.lit("kept: ") + decided("length", "ru_len", "created_at", "ru_created", "note_id", "ru_id")
+    return (pl.when(pl.col("row") == pl.col("win_row")).then(winner)
+            .when(pl.col("kept")).then(pl.lit("same note as the kept row"))
+            .otherwise(decided("win_len", "length", "win_created", "created_at", "kept_id", "note_id")))
+
+
+def _dup_cluster(df: pl.DataFrame, cluster_of: np.ndarray) -> pl.Series:
+    """One id per group of rows tied together by this pass's clusters, earlier dup_cluster ids and
+    shared notes: the smallest id in the group. Rows of groups with no cluster get null."""
+    n = df.height
+    previous = df["dup_cluster"] if "dup_cluster" in df.columns else pl.Series([None] * n, dtype=pl.String)
+    current = pl.Series(cluster_of.tolist(), dtype=pl.String)
+    # nodes: rows, then one per note, per previous id, per current id
+    note = _codes(df["note_id"])
+    prev_code = _codes(previous, nulls=-1)
+    cur_code = _codes(current, nulls=-1)
+    base_prev = n + note.max(initial=-1) + 1
+    base_cur = base_prev + prev_code.max(initial=-1) + 1
+    total = base_cur + cur_code.max(initial=-1) + 1
+    rows = np.arange(n)
+    i = [rows, rows[prev_code >= 0], rows[cur_code >= 0]]
+    j = [n + note, base_prev + prev_code[prev_code >= 0], base_cur + cur_code[cur_code >= 0]]
+    comp = minhash.components(total, np.concatenate(i), np.concatenate(j))[:n]
+    labels = pl.DataFrame({"comp": np.concatenate([comp, comp]), "id": pl.concat([previous, current])})
+    best = labels.drop_nulls("id").group_by("comp").agg(pl.col("id").min())
+    return pl.DataFrame({"comp": comp}).join(best, on="comp", how="left", maintain_order="left")["id"].alias("dup_cluster")
+
+
+# --- semantic similarity --------------------------------------------------------------------
+
+def _embed(embedder, texts: pl.Series, batch_size: int, progress: Progress | None = None,
+           chunk: int = 2048) -> np.ndarray:
+    """Unit-length embeddings, encoded longest texts first in chunks (for progress) of similar lengths."""
+    values = texts.to_list()
+    order = np.argsort([-len(t) for t in values], kind="stable")
+    out: np.ndarray | None = None
+    for s in range(0, len(values), chunk):
+        idx = order[s:s + chunk]
+        vecs = embedder.encode([values[k] for k in idx], batch_size=batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True)
+        if out is None:
+            out = np.empty((len(values), vecs.shape[1]), dtype=np.float32)
+        out[idx] = vecs
+        if progress:
+            progress(len(idx))
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+
+def _similar_pairs(emb: np.ndarray, threshold: float, other: np.ndarray | None = None,
+                   max_block: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs with cosine >= threshold, by blocks of rows so memory stays at max_block floats.
+    Within one set: pairs i < j. Against `other`: (row of emb, row of other)."""
+    target = emb if other is None else other
+    n, m = len(emb), len(target)
+    step = max(1, min(n, max_block // max(m, 1)))
+    found_i, found_j, found_s = [], [], []
+    for s in range(0, n, step):
+        block = emb[s:s + step] @ target.T
+        if other is None:  # keep the upper triangle only
+            block[np.arange(block.shape[0])[:, None] + s >= np.arange(m)[None, :]] = -1.0
+        bi, bj = np.nonzero(block >= threshold)
+        found_i.append(bi + s)
+        found_j.append(bj)
+        found_s.append(block[bi, bj].astype(np.float64))
+    if not found_i:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+
+
+def _word_overlap(norm_a: pl.Series, norm_b: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Jaccard similarity of the sets of words of texts a[i[k]] and b[j[k]] (only the few candidate pairs)."""
+    if len(i) == 0:
+        return np.zeros(0)
+    words_a = {r: set(t.split(" ")) for r, t in zip(np.unique(i), norm_a.gather(np.unique(i)).to_list())}
+    words_b = {r: set(t.split(" ")) for r, t in zip(np.unique(j), norm_b.gather(np.unique(j)).to_list())}
+    return np.array([len(words_a[a] & words_b[b]) / max(len(words_a[a] | words_b[b]), 1) for a, b in zip(i, j)])
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+def _load_embedder(cfg: SemanticDedupeConfig):
+    from assay.models import load_embedder
+
+    return load_embedder(cfg.model)
+
+
+def _near_candidates(norm: pl.Series, cfg: NearDedupeConfig, progress: Progress | None = None, **kw):
+    return minhash.near_candidates(norm, shingle=cfg.shingle, ngram=cfg.ngram, num_perm=cfg.num_perm, seed=cfg.seed,
+                                   threshold=cfg.threshold, progress=progress, **kw)
+
+
+def _text(df: pl.DataFrame) -> pl.Series:
+    return df["text"].fill_null("")
+
+
+def _col(df: pl.DataFrame, name: str) -> pl.Series:
+    return df[name].cast(pl.String) if name in df.columns else pl.Series(name, [None] * df.height, dtype=pl.String)
+
+
+def _codes(values: pl.Series, nulls: int | None = None) -> np.ndarray:
+    """Integer codes of a column's values (0..distinct-1 in order of appearance); nulls get one more
+    code of their own, or `nulls` when given."""
+    first = pl.DataFrame({"v": values}).with_row_index("i").select(pl.col("i").min().over("v"))["i"]
+    codes = first.rank("dense").to_numpy().astype(np.int64) - 1
+    if nulls is not None:
+        codes = np.where(values.is_null().to_numpy(), nulls, codes)
+    return codes

@@ -1,0 +1,22 @@
+"""Shared test helpers."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def assay():
+    """Run the real CLI in a subprocess: assay(*args, home=PROJECT_DIR, check=True)."""
+
+    def assay(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, "ASSAY_HOME": str(home), "COLUMNS": "200"}
+        proc = subprocess.run([sys.executable, "-m", "assay", *args], env=env, capture_output=True, text=True, timeout=600)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"assay {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return assay

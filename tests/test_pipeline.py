@@ -1,0 +1,96 @@
+"""End to end on the shipped sample export: the real pipeline, the real embedder, the planted truth."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from assay.config import load_config
+from assay.store import DatasetStore
+from curation.config import CurateConfig
+from curation.pipeline import curate
+
+SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
+PLANTED = json.loads((SAMPLE / "planted.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    store = DatasetStore(tmp_path_factory.mktemp("home") / "datasets")
+    cfg = load_config(CurateConfig, SAMPLE / "curate.yaml")
+    return curate(SAMPLE / "notes.json", cfg, name="notes", store=store)
+
+
+def test_every_record_accounted_for(run):
+    m = run.version.manifest
+    raw = json.loads((SAMPLE / "notes.json").read_text())
+    assert m["rows_in"] == len(raw)
+    assert m["rows"] + sum(m["dropped"].values()) == len(raw)
+    rejects = run.version.table("rejects")
+    data = run.version.data()
+    assert sorted(rejects["note_id"].to_list() + data["note_id"].to_list()) == sorted(r["id"] for r in raw)
+    assert rejects["reason"].null_count() == 0
+
+
+@pytest.mark.parametrize("kind", ["exact", "near", "semantic"])
+def test_planted_duplicates_are_caught(run, kind):
+    rejects = run.version.table("rejects")
+    reasons = dict(zip(rejects["note_id"], rejects["reason"]))
+    clusters = run.version.table("clusters")
+    for a, b in PLANTED[kind]:
+        # exactly one of the pair goes (which one is the keep rule's choice), naming the other
+        dropped = [(x, y) for x, y in ((a, b), (b, a)) if reasons.get(x, "").startswith(f"{kind}_duplicate_of:")]
+        assert len(dropped) == 1, (kind, a, b, reasons.get(a), reasons.get(b))
+        dup, kept = dropped[0]
+        assert reasons[dup] == f"{kind}_duplicate_of:{kept}"
+        cluster = clusters.filter(pl.col("note_id") == dup)["cluster_id"][0]
+        assert set(clusters.filter(pl.col("cluster_id") == cluster)["note_id"]) == {a, b}
+
+
+def test_no_distinct_notes_merged(run):
+    pairs = {frozenset(p) for kind in ("exact", "near", "semantic") for p in PLANTED[kind]}
+    rejects = run.version.table("rejects")
+    dup_rejects = rejects.filter(pl.col("reason").str.contains("duplicate_of"))
+    found = {frozenset((nid, reason.split(":", 1)[1])) for nid, reason in zip(dup_rejects["note_id"], dup_rejects["reason"])}
+    assert found == pairs
+
+
+def test_low_quality_notes_dropped_by_clean(run):
+    rejects = run.version.table("rejects")
+    cleaned = set(rejects.filter(pl.col("step") == "clean")["note_id"])
+    assert set(PLANTED["low_quality"]) == cleaned
+
+
+def test_balance_caps_and_writes_gaps(run):
+    m = run.version.manifest
+    data = run.version.data()
+    assert data.group_by("category").len()["len"].max() <= 60
+    assert m["dropped"]["over_represented"] > 0
+    gaps = {g["cell"]: g["missing"] for g in m["gaps"]}
+    assert gaps and all(v > 0 for v in gaps.values())
+    counts = dict(data.group_by("category").len().iter_rows())
+    for cell, missing in gaps.items():
+        assert counts[cell.split("=", 1)[1]] + missing == next(c["target"] for c in m["coverage"] if c["cell"] == cell)
+
+
+def test_splits_and_lineage(run):
+    data = run.version.data()
+    assert set(data["split"]) == {"train", "validation", "test"}
+    assert data["origin"].unique().to_list() == ["export"]
+    assert data["note_id"].null_count() == 0 and data["source_file"].null_count() == 0
+    summarize = data.filter(pl.col("task") == "summarize")
+    assert summarize.height > 0 and summarize["output"].null_count() == 0
+
+
+def test_cli_show_and_diff(tmp_path, assay):
+    home = tmp_path
+    first = assay("curate", str(SAMPLE / "notes.json"), "--config", str(SAMPLE / "curate.yaml"), "dedupe.semantic.enabled=false", home=home)
+    assert "notes@v1" in first.stdout and "dedupe_near" in first.stdout and "coverage gap" in first.stdout
+    assay("curate", str(SAMPLE / "notes.json"), "dedupe.semantic.enabled=false", "balance.enabled=false", home=home)
+    listing = assay("datasets", "list", home=home).stdout
+    assert "v1" in listing and "v2" in listing
+    show = assay("datasets", "show", "notes@v1", home=home).stdout
+    assert "duplicate cluster" in show and "kept" in show and "over_represented" in show
+    diff = assay("datasets", "diff", "notes@v1", "notes@v2", home=home).stdout
+    assert "added" in diff and "balance.max_per_cell" in diff
