@@ -22,6 +22,7 @@ console = Console()
 err_console = Console(stderr=True)
 SAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "notes.json"
 SAMPLE_CONFIG = SAMPLE_EXPORT.with_name("curate.yaml")
+TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "demo.yaml"
 
 
 @app.callback()
@@ -56,21 +57,39 @@ def curate(
 
 
 @app.command()
-def demo(name: str = typer.Option("notes", "--name", "-n")) -> None:
-    """Run the pipeline on the shipped sample export with the embedded defaults."""
+def demo(name: str = typer.Option("notes", "--name", "-n"),
+         steps: str = typer.Option("curate,synth,train", help="Which stages to run, comma-separated.")) -> None:
+    """Run the pipeline on the shipped sample export with the embedded defaults (minutes on a laptop CPU)."""
     from assay.config import load_config
-    from assay.display import progress_tracker, show_curate_run
+    from assay.display import progress_tracker, show_curate_run, show_model_version, show_synth_run
     from assay.project import Project
     from assay.store import DatasetStore
     from curation.config import CurateConfig
     from curation.pipeline import curate as run_curate
 
-    console.rule("assay demo: curate the sample export")
-    cfg = load_config(CurateConfig, SAMPLE_CONFIG if SAMPLE_CONFIG.exists() else None)
-    store = DatasetStore(Project.current().datasets)
+    wanted = {s.strip() for s in steps.split(",") if s.strip()}
+    project = Project.current()
+    store = DatasetStore(project.datasets)
+    console.rule("assay demo 1/3: curate the sample export")
+    cfg = load_config(CurateConfig, SAMPLE_CONFIG)
     with progress_tracker(console) as track:
-        result = run_curate(SAMPLE_EXPORT, cfg, name=name, store=store, track=track)
-    show_curate_run(console, result.version)
+        curated = run_curate(SAMPLE_EXPORT, cfg, name=name, store=store, track=track).version
+    show_curate_run(console, curated)
+    if "synth" in wanted:
+        from curation.synth.config import SynthConfig
+        from curation.synth.run import synth as run_synth
+
+        console.rule("assay demo 2/3: synthetic summaries and gap filling with the embedded teachers")
+        synth_cfg = load_config(SynthConfig, SAMPLE_CONFIG.with_name("synth.yaml"))
+        with progress_tracker(console) as track:
+            result = run_synth(curated.ref, synth_cfg, store=store, project=project, track=track)
+        show_synth_run(console, result)
+        if "train" in wanted and TRAIN_CONFIG.exists():
+            import training
+
+            console.rule("assay demo 3/3: LoRA fine-tune of the student on the labeled notes")
+            model = training.run(TRAIN_CONFIG, [f"data.dataset={result.version.ref}"], project=project)
+            show_model_version(console, model)
 
 
 @app.command()
@@ -103,6 +122,19 @@ def synth(
     with progress_tracker(console) as track:
         result = run_synth(dataset, cfg, store=DatasetStore(project.datasets), project=project, track=track)
     show_synth_run(console, result)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="A training YAML under training/configs/."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50 data.dataset=notes@v3"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of the interrupted run."),
+) -> None:
+    """LoRA fine-tuning or distillation of a student; registers the model with its lineage."""
+    import training
+    from assay.display import show_model_version
+
+    show_model_version(console, training.run(config, overrides or [], resume=resume))
 
 
 @app.command("export")
@@ -158,11 +190,16 @@ def datasets_diff(a: str, b: str, examples: int = typer.Option(5, help="Example 
 
 @models_app.command("list")
 def models_list() -> None:
-    """Catalogue models, whether they are cached, and where."""
+    """Catalogue models (cached or not) and the trained models in this project's registry."""
     from assay.display import show_models
     from assay.models import list_models
+    from training.registry import list_models as registered
 
-    show_models(console, list_models())
+    show_models(console, list_models(), title="model catalogue")
+    trained = [{k: r[k] for k in ("name", "version", "parent", "recipe", "base_model", "dataset", "created_at", "path")}
+               | {"metrics": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items())}
+               for r in registered()]
+    show_models(console, trained, title="trained models (registry)")
 
 
 @models_app.command("pull")

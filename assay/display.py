@@ -178,10 +178,18 @@ def _dict_diff(x: dict, y: dict, prefix: str = "") -> dict:
     return out
 
 
-def show_models(console: Console, rows: list[dict]) -> None:
-    table = Table(title="model catalogue")
+def show_model_version(console: Console, model) -> None:
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in model.metrics.items())
+    console.print(f"[green]registered[/green] {model.ref} (parent {model.parent or '-'}): base {model.base_model}, "
+                  f"data {model.dataset}, {model.wall_time_s:.0f} s on {model.device}", highlight=False)
+    console.print(f"metrics: {metrics}", highlight=False)
+    console.print(f"written to {model.path}")
+
+
+def show_models(console: Console, rows: list[dict], title: str = "models") -> None:
+    table = Table(title=title)
     if not rows:
-        console.print("no models")
+        console.print(f"{title}: none")
         return
     for col in rows[0]:
         table.add_column(str(col))

@@ -1,0 +1,60 @@
+"""Trainer callbacks of both recipes: the JSONL step log and the generative evaluation (ROUGE-L)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from transformers import EarlyStoppingCallback, TrainerCallback
+
+from training.common import generate, rouge_l
+from training.data import Example, render_prompt
+
+
+class JsonlLog(TrainerCallback):
+    """Every logged step as one JSON line; `elapsed_s` carries on across --resume."""
+
+    def __init__(self, path: Path, elapsed_before: float = 0.0):
+        self.path, self.elapsed_before, self.started = path, elapsed_before, time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            elapsed = round(self.elapsed_before + time.time() - self.started, 3)
+            self._write({"step": state.global_step, "epoch": state.epoch, "elapsed_s": elapsed, **logs})
+
+    def _write(self, row: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+class GenerativeEval(TrainerCallback):
+    """ROUGE-L of greedy answers on a validation sample, added to the metrics of each evaluation.
+
+    It runs before EarlyStoppingCallback and the best-checkpoint choice, which read the same dict.
+    """
+
+    def __init__(self, log: JsonlLog, tokenizer, examples: list[Example], max_new_tokens: int):
+        self.log, self.tokenizer, self.examples, self.max_new_tokens = log, tokenizer, examples, max_new_tokens
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not self.examples or metrics is None:
+            return
+        prompts = [render_prompt(self.tokenizer, ex.prompt) for ex in self.examples]
+        preds = generate(model, self.tokenizer, prompts, self.max_new_tokens)
+        score = sum(rouge_l(p, ex.completion) for p, ex in zip(preds, self.examples)) / len(preds)
+        # "eval_loss" -> "eval_rouge_l"; the baseline, evaluated with prefix "base", gets "base_rouge_l"
+        prefix = next((k[:-5] for k in metrics if k.endswith("_loss")), "eval")
+        metrics[f"{prefix}_rouge_l"] = score
+        self.log._write({"step": state.global_step, "epoch": state.epoch, f"{prefix}_rouge_l": score,
+                         "samples": [{"prediction": p, "reference": ex.completion}
+                                     for p, ex in zip(preds[:2], self.examples)]})
+
+
+def make_callbacks(log_path: Path, tokenizer, eval_examples: list[Example], eval_cfg, *, early_stopping: bool,
+                   elapsed_before: float = 0.0) -> list[TrainerCallback]:
+    log = JsonlLog(log_path, elapsed_before)
+    found: list[TrainerCallback] = [log, GenerativeEval(log, tokenizer, eval_examples, eval_cfg.max_new_tokens)]
+    if early_stopping and eval_cfg.early_stopping_patience:
+        found.append(EarlyStoppingCallback(early_stopping_patience=eval_cfg.early_stopping_patience))
+    return found

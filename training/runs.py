@@ -1,0 +1,163 @@
+"""A run's life outside the trainer: its work folder, checkpoints for --resume, and the finished version.
+
+Work lives in models/<name>/.runs/<key>/ where the key hashes the resolved config and the dataset's
+content, so `--resume` finds the run that the same command started, and a changed config never
+resumes from a stale checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from assay.project import Project
+from assay.store import Version
+from training import registry
+from training.common import cut_log, library_versions, read_log
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    @property
+    def log(self) -> Path:
+        return self.path / "training_log.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def last_checkpoint(self) -> Path | None:
+        if not self.checkpoints.is_dir():
+            return None
+        found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir()
+                 if (m := CHECKPOINT_RE.match(p.name)) and _complete(p)]
+        return max(found)[1] if found else None
+
+
+def _complete(checkpoint: Path) -> bool:
+    # trainer_state.json is the last file a checkpoint gets; a kill while writing it leaves it unreadable
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def open_run(project: Project, cfg, dataset: Version, *, resume: bool) -> tuple[RunDir, Path | None, str]:
+    """The run folder, the checkpoint to resume from (or None), and a line saying what happened."""
+    resolved = cfg.model_dump(mode="json")
+    key = hashlib.sha256(json.dumps([resolved, dataset.manifest["content_hash"]], sort_keys=True).encode()
+                         ).hexdigest()[:12]
+    run = RunDir(project.models / cfg.output.name / ".runs" / key)
+    checkpoint = run.last_checkpoint()
+    if resume and checkpoint is not None:
+        step = int(CHECKPOINT_RE.match(checkpoint.name).group(1))
+        cut_log(run.log, step)  # steps logged after the checkpoint will be trained (and logged) again
+        return run, checkpoint, f"resuming from {checkpoint.name}"
+    note = ("--resume: no checkpoint of this config and dataset yet, starting from step 0" if resume
+            else f"an interrupted run reached {checkpoint.name}; pass --resume to continue it. Starting over"
+            if checkpoint else "")
+    if run.path.exists():
+        shutil.rmtree(run.path)
+    run.checkpoints.mkdir(parents=True)
+    (run.path / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    return run, None, note
+
+
+def teachers_of(df) -> list[str]:
+    """Distinct non-null values of the data's `teacher` column (the lineage a card must name)."""
+    if "teacher" not in df.columns:
+        return []
+    return sorted(t for t in df["teacher"].unique().to_list() if t)
+
+
+def finish(project: Project, run: RunDir, cfg, *, save, recipe: str, base_model: str, architecture: str,
+           dataset: Version, teachers: list[str], metrics: dict[str, Any], data_stats: dict[str, Any],
+           wall_time_s: float, device: str, extra_card: list[str] | None = None) -> registry.ModelVersion:
+    """Assemble the version folder (weights via `save(folder)`, log, config, card) and register it."""
+    cost = round(wall_time_s / 3600 * cfg.output.hourly_rate_usd, 4)
+    resolved = cfg.model_dump(mode="json")
+
+    def fill(folder: Path, version: str, parent: str | None) -> None:
+        save(folder)
+        if run.log.exists():
+            shutil.copy2(run.log, folder / "training_log.jsonl")
+        (folder / "config.yaml").write_text(
+            f"# resolved config of {cfg.output.name}@{version}; rerun: assay train {folder / 'config.yaml'}\n"
+            + yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        info = {
+            "name": cfg.output.name, "version": version, "parent": parent, "recipe": recipe,
+            "base_model": base_model, "architecture": architecture,
+            "dataset": dataset.ref, "dataset_hash": dataset.manifest["content_hash"], "teachers": teachers,
+            "metrics": metrics, "data": data_stats, "wall_time_s": round(wall_time_s, 1), "device": device,
+            "hourly_rate_usd": cfg.output.hourly_rate_usd, "cost_usd": cost, "libraries": library_versions(),
+            "seed": cfg.train.seed,
+        }
+        (folder / "run.json").write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+        (folder / "README.md").write_text(_card(info, extra_card or []), encoding="utf-8")
+
+    version = registry.register(
+        project, cfg.output.name, fill, recipe=recipe, base_model=base_model, architecture=architecture,
+        dataset=dataset.ref, dataset_hash=dataset.manifest["content_hash"], teachers=teachers, metrics=metrics,
+        config=resolved, wall_time_s=wall_time_s, device=device, cost_usd=cost)
+    shutil.rmtree(run.path, ignore_errors=True)  # checkpoints are only for --resume
+    try:
+        run.path.parent.rmdir()  # .runs/, when no other run of this name is in flight
+    except OSError:
+        pass
+    return version
+
+
+def _card(info: dict[str, Any], extra: list[str]) -> str:
+    metrics = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["metrics"].items()) or "| (none) | |"
+    data = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["data"].items())
+    teachers = ", ".join(info["teachers"]) or "none recorded (human or export labels)"
+    libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
+    lines = [
+        f"# {info['name']} {info['version']}",
+        "",
+        f"- recipe: {info['recipe']}",
+        f"- base model: {info['base_model']} ({info['architecture']})",
+        f"- dataset: {info['dataset']} (content {info['dataset_hash']})",
+        f"- teachers in the training data: {teachers}",
+        f"- parent version: {info['parent'] or 'none'}",
+        f"- trained on: {info['device']}, wall time {info['wall_time_s']:.0f} s, "
+        f"estimated cost ${info['cost_usd']:.4f} at ${info['hourly_rate_usd']}/h",
+        f"- seed: {info['seed']}; libraries: {libs}",
+        *extra,
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        metrics,
+        "",
+        "## Training data",
+        "",
+        "| count | value |",
+        "| --- | --- |",
+        data,
+        "",
+        "Files: `config.yaml` (resolved config), `training_log.jsonl` (every logged step), `run.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def loss_curve(run: RunDir) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_log(run.log) if "loss" in r]
