@@ -273,7 +273,7 @@ def _offline_first(model_id: str, load: Callable[[bool], Any]) -> Any:
     except OSError:
         pass
     alternatives = ", ".join(CATALOGUE)
-    reason = _hub_unreachable()
+    reason = hub_unreachable()
     if reason:
         raise ModelUnavailableError(
             f"model {model_id!r} is not cached locally and cannot be downloaded ({reason}); "
@@ -287,7 +287,7 @@ def _offline_first(model_id: str, load: Callable[[bool], Any]) -> Any:
             f"(catalogue models that work offline: {alternatives})") from exc
 
 
-def _hub_unreachable() -> str | None:
+def hub_unreachable() -> str | None:
     """Why the Hub cannot be used, or None; a quick check instead of the Hub client's minute of retries."""
     from huggingface_hub import constants
 

@@ -83,9 +83,9 @@ def _model_problems(field: str, name: str) -> list[str]:
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return []
-    hub_unreachable = getattr(models, "_hub_unreachable", lambda: None)()
-    if not hub_unreachable:
+    unreachable = models.hub_unreachable()
+    if not unreachable:
         return []  # it may download; load time reports a failure with its reason
     causal = [n for n, e in models.CATALOGUE.items() if e.kind == "causal-lm"]
     return [f"{field}: {name!r} is not in the catalogue, not a local folder and not cached, and the Hub cannot "
-            f"be reached ({hub_unreachable}); catalogue models that work offline: {', '.join(causal)}"]
+            f"be reached ({unreachable}); catalogue models that work offline: {', '.join(causal)}"]

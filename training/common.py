@@ -79,9 +79,9 @@ def precision(model: ModelSection) -> tuple[bool, bool]:
     return False, False  # CPU: fp32; autocast to bf16 on CPU is slower on most CPUs
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in libraries:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

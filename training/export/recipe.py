@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import importlib.metadata
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from assay.project import Project
 from training.export import FORMATS, RESULT_FILE, ExportError, ExportParityError, ExportResult, parity
 from training.export.card import update_card
 from training.export.config import ExportConfig
+from training.common import library_versions
 
 LIBRARIES = ("torch", "transformers", "peft", "safetensors", "onnx", "onnxscript", "onnxruntime", "gguf")
 
@@ -89,7 +89,7 @@ def run(ref: str, fmt: str, *, project: Project | None, config, overrides, log: 
             tolerance=section.tolerance.model_dump(), failures=failures, reference=reference_name,
             seconds={"export": round(export_s, 2), "load": round(load_s, 2), "parity": round(parity_s, 2),
                      "reference": round(reference_s, 2)},
-            details=details, libraries=_libraries(),
+            details=details, libraries=library_versions(LIBRARIES),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         (tmp / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2, default=str), encoding="utf-8")
         _install(tmp, exports / fmt, exports, folder)
@@ -198,12 +198,3 @@ def load(path: Path, *, allow_failed: bool):
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return runner, tokenizer
 
-
-def _libraries() -> dict[str, str]:
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
