@@ -79,7 +79,8 @@ def main() -> None:
     base = (before + after) / 2
     print("\n| method | notes | seconds | vs encode only | precision | recall | false merges | peak RSS MB |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(f"| encode only (mean of before/after: {before:.1f}, {after:.1f}) | {args.n:,} | {base:.1f} | 1.00x | | | | |")
+    print(f"| encode only (mean of before/after: {before:.1f}, {after:.1f}) | {args.n:,} | {base:.1f} | 1.00x "
+          "| | | | |")
     print(f"| dedupe_semantic, defaults (cosine {cfg.threshold}, word overlap {cfg.min_word_overlap}) | {args.n:,} "
           f"| {total:.1f} | {total / base:.2f}x (limit 1.3x) | {scores.precision:.4f} | {scores.recall:.4f} "
           f"| {scores.false_merges} | {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} |")

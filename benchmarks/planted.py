@@ -359,6 +359,7 @@ def pair_scores(truth: pl.DataFrame, clusters: list[pl.DataFrame]) -> Scores:
     hits = int((hit_sizes * (hit_sizes - 1) // 2).sum())
     true_sizes = truth.group_by("group").len()["len"]
     mixed = (pred.join(truth, on="note_id", how="left")
-             .group_by("label").agg(pl.col("group").drop_nulls().n_unique().alias("g"), pl.col("group").null_count().alias("stray"))
+             .group_by("label")
+             .agg(pl.col("group").drop_nulls().n_unique().alias("g"), pl.col("group").null_count().alias("stray"))
              .filter((pl.col("g") > 1) | (pl.col("stray") > 0)).height)
     return Scores(int((true_sizes * (true_sizes - 1) // 2).sum()), found, hits, mixed)

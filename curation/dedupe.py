@@ -130,7 +130,8 @@ def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, r
         "kind": kind[leaked], "kept": False, "kept_id": ref_ids[match[leaked]] if n else [],
         "similarity": sim[leaked], "why": [f"{k} duplicate of a {reference_name} row" for k in kind[leaked]],
     }, schema_overrides=CLUSTER_SCHEMA) if len(leaked) else pl.DataFrame(schema=CLUSTER_SCHEMA)
-    refs_hit = members.select("cluster_id", pl.col("kept_id").alias("note_id"), "kind").unique("cluster_id", keep="first")
+    refs_hit = (members.select("cluster_id", pl.col("kept_id").alias("note_id"), "kind")
+                .unique("cluster_id", keep="first"))
     table = pl.concat([
         refs_hit.with_columns(pl.lit(True).alias("kept"), pl.col("note_id").alias("kept_id"),
                               pl.lit(1.0).alias("similarity"), pl.lit(f"row of {reference_name}").alias("why")),
@@ -144,7 +145,8 @@ def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, r
 def _exact(df: pl.DataFrame, norm: pl.Series) -> tuple[StepResult, np.ndarray]:
     task, output = _col(df, "task"), _col(df, "output")
     # a 64-bit hash of (text, task, output) finds the few candidate rows; the strings then decide
-    key = norm.hash(1).to_numpy() ^ (task.hash(2).to_numpy() * np.uint64(3)) ^ (output.hash(3).to_numpy() * np.uint64(5))
+    key = norm.hash(1).to_numpy() ^ (task.hash(2).to_numpy() * np.uint64(3))
+    key ^= output.hash(3).to_numpy() * np.uint64(5)
     maybe = pl.Series(key).is_duplicated().to_numpy() & (norm.str.len_bytes().to_numpy() > 0)
     candidates = pl.DataFrame({"norm": norm.filter(maybe), "task": task.filter(maybe), "output": output.filter(maybe),
                                "row": np.flatnonzero(maybe)})
@@ -271,7 +273,7 @@ def _resolve(df: pl.DataFrame, norm: pl.Series, rows: np.ndarray, labels: np.nda
                                .otherwise(pl.format("{}#{}", "base", pl.col("k") + 1)).alias("cluster_id"))
     m = m.with_columns(pl.Series("similarity", sims)).join(heads.select("label", "cluster_id"), on="label",
                                                            maintain_order="left")
-    table = m.select(pl.col("cluster_id"), "note_id", pl.lit(kind).alias("kind"), "kept", "kept_id", "similarity", "why")
+    table = m.select("cluster_id", "note_id", pl.lit(kind).alias("kind"), "kept", "kept_id", "similarity", "why")
 
     reasons = np.full(n, None, dtype=object)
     dropped = m.filter(~pl.col("kept"))
@@ -321,7 +323,8 @@ def _dup_cluster(df: pl.DataFrame, cluster_of: np.ndarray) -> pl.Series:
     comp = minhash.components(total, np.concatenate(i), np.concatenate(j))[:n]
     labels = pl.DataFrame({"comp": np.concatenate([comp, comp]), "id": pl.concat([previous, current])})
     best = labels.drop_nulls("id").group_by("comp").agg(pl.col("id").min())
-    return pl.DataFrame({"comp": comp}).join(best, on="comp", how="left", maintain_order="left")["id"].alias("dup_cluster")
+    joined = pl.DataFrame({"comp": comp}).join(best, on="comp", how="left", maintain_order="left")
+    return joined["id"].alias("dup_cluster")
 
 
 # --- semantic similarity --------------------------------------------------------------------

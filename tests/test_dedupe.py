@@ -52,9 +52,9 @@ PARAPHRASES = {
     10: "Work is continuing this morning to restore electricity to tens of thousands of houses that were blacked out "
         "during wild storms that hit south-east Queensland last night. Gale force winds knocked over trees and brought "
         "down power lines, damaging houses and vehicles.",
-    20: "Argentine President Adolfo Rodriguez Saa has asked the nation's banks to help restore calm by making it easier "
-        "to pay pensions and wages to workers and retirees. He says he made the appeal at a meeting with leaders of "
-        "the banking industry.",
+    20: "Argentine President Adolfo Rodriguez Saa has asked the nation's banks to help restore calm by making it "
+        "easier to pay pensions and wages to workers and retirees. He says he made the appeal at a meeting with "
+        "leaders of the banking industry.",
     30: "The Northern Territory Aids Council says it is not surprised that the Territory's rate of HIV infection "
         "through male to female sex is double the national rate. A report in the Centre for Disease Control Bulletin "
         "says 21 per cent of HIV infections in the Territory came from male to female sex, against 10 per cent "
@@ -322,7 +322,9 @@ def test_shingle_hashes_match_a_plain_python_reference():
     def reference(text: str) -> list[int]:
         words = text.split(" ") if text else []
         values = [int(v) for v in pl.Series(words, dtype=pl.String).hash(seed=1).to_numpy()]
-        windows = [values[i:i + 3] for i in range(len(values) - 2)] or ([values + [0] * (3 - len(values))] if values else [])
+        windows = [values[i:i + 3] for i in range(len(values) - 2)]
+        if values and not windows:  # shorter than 3 words: one window, padded with zeros
+            windows = [values + [0] * (3 - len(values))]
         out = []
         for w in windows:
             h = w[0] * 0x9E3779B97F4A7C15 & mask
