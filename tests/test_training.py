@@ -353,6 +353,37 @@ def test_sft_run_writes_a_complete_registered_version(project, sft_version):
 
 
 @pytest.mark.slow
+def test_packed_rows_do_not_attend_across_examples(tokenizer, assay_cache):
+    """A packed row gives each example the logits it gets alone; padding changes nothing either."""
+    import torch
+
+    from assay.models import load_causal_lm
+    from training.collate import RowCollator, pack_rows
+    from training.data import encode, to_examples
+
+    from datasets import Dataset
+
+    model, _ = load_causal_lm("smollm2-135m-instruct")
+    examples, _ = to_examples(notes_frame(summary_rows()[:3]))
+    rows = encode(examples, tokenizer, 160).rows
+    packed = pack_rows(Dataset.from_list(rows), 512)
+    assert len(packed) < len(rows)  # at least two examples share a row
+    collate = RowCollator(tokenizer.pad_token_id)
+    batch = collate([packed[i] for i in range(len(packed))])
+    with torch.no_grad():
+        # use_cache=False as the trainers pass it: transformers detects packing only without a KV cache
+        together = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        for row, example in enumerate(packed):
+            start = 0
+            for length in example["seq_lengths"]:
+                ids = torch.tensor([example["input_ids"][start:start + length]])
+                alone = model(input_ids=ids, use_cache=False).logits[0]
+                assert torch.allclose(together[row, start:start + length], alone, atol=1e-3)
+                start += length
+    assert collate.tokens_seen == sum(len(r["input_ids"]) for r in rows)
+
+
+@pytest.mark.slow
 def test_adapter_loads_and_generates(sft_version):
     from peft import PeftModel
 

@@ -151,20 +151,16 @@ class DistillTrainer(SFTTrainer):
         index, teacher_logprobs = self._teacher(forward, labels)
         loss, ce, kl = kd_loss(outputs.logits, teacher_logprobs, labels, alpha=self.alpha,
                                temperature=self.temperature, num_items=num_items_in_batch, teacher_index=index)
-        # what SFTTrainer logs for its own loss, so the card's tokens/s means the same for both recipes
-        self._total_train_tokens += int(forward["attention_mask"].sum() if "attention_mask" in forward
-                                        else forward["input_ids"].numel())
         metrics = self._metrics["train"]
         metrics["ce"].append(ce.item())
         metrics["kl"].append(kl.item())
         metrics["teacher_forward_passes"].append(self.teacher_calls)
-        metrics["num_tokens"] = [self._total_train_tokens]
         return (loss, outputs) if return_outputs else loss
 
     def _teacher(self, forward, labels):
         """Teacher log-probs at temperature T on the completion tokens, from the cache when every row is in it."""
         mask = labels[:, 1:] != IGNORE
-        keys = _row_keys(forward) if self.top_k else None
+        keys = _row_keys(forward["input_ids"], self.processing_class.pad_token_id) if self.top_k else None
         if keys and all(k in self.teacher_cache for k in keys):
             index = torch.cat([self.teacher_cache[k][0] for k in keys]).to(labels.device)
             values = torch.cat([self.teacher_cache[k][1] for k in keys]).to(labels.device).float()
@@ -183,11 +179,12 @@ class DistillTrainer(SFTTrainer):
         return index, values
 
 
-def _row_keys(forward) -> list[str]:
-    """One key per example of an unpacked batch: the hash of its unpadded token ids."""
-    ids, attention = forward["input_ids"], forward.get("attention_mask")
+def _row_keys(input_ids, pad_token_id: int) -> list[str]:
+    """One key per example of an unpacked batch: the hash of its ids without the trailing padding."""
     keys = []
-    for row in range(ids.shape[0]):
-        valid = ids[row] if attention is None else ids[row][attention[row].bool()]
-        keys.append(hashlib.sha1(valid.cpu().numpy().tobytes()).hexdigest())
+    for row in input_ids.cpu():
+        real = len(row)
+        while real and row[real - 1] == pad_token_id:
+            real -= 1
+        keys.append(hashlib.sha1(row[:real].numpy().tobytes()).hexdigest())
     return keys

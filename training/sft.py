@@ -37,6 +37,7 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     from trl import SFTTrainer
 
     from training.callbacks import make_callbacks
+    from training.collate import RowCollator, pack_rows
 
     project = project or Project.current()
     set_seed(cfg.train.seed)
@@ -73,16 +74,25 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     previous = read_log(run.log)
     elapsed_before = previous[-1].get("elapsed_s", 0.0) if previous else 0.0
 
-    # 4. Trainer
+    # 4. Trainer. FlashAttention takes TRL's padding-free packing (one flattened row per batch); SDPA and
+    #    eager attention get rows of max_seq_length packed here, so attention memory stays bounded
+    flash = cfg.model.attn_implementation.startswith("flash")
+    train_data = Dataset.from_list(train_set.rows)
+    eval_data = Dataset.from_list(val_set.rows) if has_eval else None
+    collator = None if flash else RowCollator(tokenizer.pad_token_id)
+    if cfg.data.packing and not flash:
+        train_data = pack_rows(train_data, cfg.data.max_seq_length)
+        eval_data = pack_rows(eval_data, cfg.data.max_seq_length) if eval_data is not None else None
     args = trainer_args(cfg.train, cfg.model, output_dir=run.checkpoints, has_eval=has_eval, eval_cfg=cfg.eval,
-                        max_seq_length=cfg.data.max_seq_length, packing=cfg.data.packing,
+                        max_seq_length=cfg.data.max_seq_length, packing=cfg.data.packing and flash,
                         restore_callback_states_from_checkpoint=True)
     trainer_cls = make_trainer or SFTTrainer
     trainer = trainer_cls(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_set.rows),
-        eval_dataset=Dataset.from_list(val_set.rows) if has_eval else None,
+        data_collator=collator,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
         callbacks=make_callbacks(run.log, tokenizer, val_set.examples[:cfg.eval.generate_examples], cfg.eval,
@@ -110,7 +120,9 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     wall = elapsed_before + time.time() - started
 
     # 6. Save the kept (best) weights and register the version
-    seen = max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0)  # this session's tokens
+    # real tokens trained in this session (TRL's own count assumes one flattened row per batch)
+    seen = collator.tokens_seen if collator else max((h.get("num_tokens", 0) for h in trainer.state.log_history),
+                                                     default=0)
     metrics = {
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
