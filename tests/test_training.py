@@ -295,21 +295,63 @@ def test_kd_loss_terms():
     from training.distill import kd_loss
 
     torch.manual_seed(0)
-    logits = torch.randn(2, 5, 11, requires_grad=True)
+    full = torch.randn(2, 5, 11, requires_grad=True)
     labels = torch.tensor([[-100, -100, 3, 4, 5], [-100, 1, 2, -100, -100]])
     mask = labels[:, 1:] != -100
-    teacher = torch.log_softmax(logits.detach()[:, :-1][mask] / 2.0, dim=-1)
-    loss, ce, kl = kd_loss(logits, teacher, labels, alpha=0.3, temperature=2.0)
+    logits, targets = full[:, :-1][mask], labels[:, 1:][mask]  # the completion head's rows
+    teacher = torch.log_softmax(logits.detach() / 2.0, dim=-1)
+    loss, ce, kl = kd_loss(logits, teacher, targets, alpha=0.3, temperature=2.0)
     assert kl.abs() < 1e-6  # a student equal to its teacher has nothing to learn from it
     assert loss.item() == pytest.approx(0.3 * ce.item(), rel=1e-5)
-    only_ce, _, _ = kd_loss(logits, teacher + 0.0, labels, alpha=1.0, temperature=2.0)
-    assert only_ce.item() == pytest.approx(torch.nn.functional.cross_entropy(
-        logits[:, :-1][mask], labels[:, 1:][mask]).item(), rel=1e-5)
+    only_ce, _, _ = kd_loss(logits, teacher + 0.0, targets, alpha=1.0, temperature=2.0)
+    assert only_ce.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-5)
     shifted = torch.log_softmax(torch.randn_like(teacher), dim=-1)
-    loss, _, kl = kd_loss(logits, shifted, labels, alpha=0.0, temperature=2.0)
+    loss, _, kl = kd_loss(logits, shifted, targets, alpha=0.0, temperature=2.0)
     assert kl > 0
     loss.backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    assert full.grad is not None and full.grad.abs().sum() > 0
+
+
+def test_completion_head_gives_the_models_own_loss_and_gradients(assay_cache):
+    """The head's loss and LoRA gradients equal those of the full-logits forward, on packed and padded rows."""
+    import torch
+    from peft import get_peft_model
+
+    from assay.models import load_causal_lm
+    from training.common import lora_config
+    from training.config import LoraSection
+    from training.head import add_completion_head, inner_model
+
+    model, _ = load_causal_lm("smollm2-135m-instruct", dtype=torch.float32)
+    model = get_peft_model(model, lora_config(LoraSection(rank=4, dropout=0.0)))
+    add_completion_head(inner_model(model))
+    torch.manual_seed(0)
+    ids = torch.randint(10, 40000, (2, 24))
+    labels = ids.clone()
+    labels[:, :15] = -100  # completion only
+    labels[1, 20:] = -100  # and some padding
+    position_ids = torch.cat([torch.arange(10), torch.arange(14)]).repeat(2, 1)  # two packed examples per row
+    labels[position_ids == 0] = -100
+    batch = {"input_ids": ids, "labels": labels, "position_ids": position_ids}
+
+    def lora_grads():
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        return grads
+
+    head = model(**batch, completion_head=True, use_cache=False)
+    head.loss.backward()
+    head_grads = lora_grads()
+    full = model(**batch, use_cache=False)
+    full.loss.backward()
+    full_grads = lora_grads()
+    assert head.logits.shape == (int((labels[:, 1:] != -100).sum()), model.config.vocab_size)
+    assert head.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
+    assert head_grads.keys() == full_grads.keys() and len(head_grads) > 0
+    for name, grad in head_grads.items():
+        assert torch.allclose(grad, full_grads[name], atol=1e-6, rtol=1e-4), name
+    # without the flag the forward is the model's own: generation keeps working
+    assert model(input_ids=ids[:, :5]).logits.shape == (2, 5, model.config.vocab_size)
 
 
 # ---------------------------------------------------------------- real training runs
@@ -380,7 +422,7 @@ def test_packed_rows_do_not_attend_across_examples(tokenizer, assay_cache):
                 alone = model(input_ids=ids, use_cache=False).logits[0]
                 assert torch.allclose(together[row, start:start + length], alone, atol=1e-3)
                 start += length
-    assert collate.tokens_seen == sum(len(r["input_ids"]) for r in rows)
+    assert batch["real_tokens"].item() == sum(len(r["input_ids"]) for r in rows)  # what tokens/s counts
 
 
 @pytest.mark.slow

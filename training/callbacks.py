@@ -19,7 +19,7 @@ class JsonlLog(TrainerCallback):
         self.path, self.elapsed_before, self.started = path, elapsed_before, time.time()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
+        if logs and state.is_world_process_zero:
             elapsed = round(self.elapsed_before + time.time() - self.started, 3)
             self._write({"step": state.global_step, "epoch": state.epoch, "elapsed_s": elapsed, **logs})
 
@@ -45,10 +45,11 @@ class GenerativeEval(TrainerCallback):
         score = sum(rouge_l(p, ex.completion) for p, ex in zip(preds, self.examples)) / len(preds)
         # "eval_loss" -> "eval_rouge_l"; the baseline, evaluated with prefix "base", gets "base_rouge_l"
         prefix = next((k[:-5] for k in metrics if k.endswith("_loss")), "eval")
-        metrics[f"{prefix}_rouge_l"] = score
-        self.log._write({"step": state.global_step, "epoch": state.epoch, f"{prefix}_rouge_l": score,
+        metrics[f"{prefix}_rouge_l"] = score  # every process scores: early stopping must agree everywhere
+        if state.is_world_process_zero:
+            self.log._write({"step": state.global_step, "epoch": state.epoch, f"{prefix}_rouge_l": score,
                          "samples": [{"prediction": p, "reference": ex.completion}
-                                     for p, ex in zip(preds[:2], self.examples)]})
+                                         for p, ex in zip(preds[:2], self.examples)]})
 
 
 def make_callbacks(log_path: Path, tokenizer, eval_examples: list[Example], eval_cfg, *, early_stopping: bool,

@@ -10,6 +10,9 @@ is then bounded by batch x max_seq_length^2, like plain dynamic padding.
 
 transformers reads packing from position ids only when no KV cache is in play, so the forward must
 get use_cache=False; both trainers pass it (TRL's SFTTrainer and DistillTrainer).
+
+Each batch also carries `real_tokens` (its non-padding token count): the trainer takes it out before
+the forward and adds it up for tokens/s, for training batches only.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ class RowCollator:
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
-        self.tokens_seen = 0  # real (non-padding) tokens, for tokens/s
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(e["input_ids"]) for e in examples)
@@ -45,6 +47,6 @@ class RowCollator:
             lengths = example.get("seq_lengths") or [n]
             position_ids[row, :n] = torch.cat([torch.arange(length) for length in lengths])
             position_ids[row, n:] = torch.arange(width - n)
-            self.tokens_seen += n
         labels[position_ids == 0] = IGNORE  # no example predicts the first token of the next
-        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+        real = torch.tensor(sum(len(e["input_ids"]) for e in examples))
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "real_tokens": real}

@@ -79,6 +79,34 @@ def precision(model: ModelSection) -> tuple[bool, bool]:
     return False, False  # CPU: fp32; autocast to bf16 on CPU is slower on most CPUs
 
 
+# ---------------------------------------------------------------- several processes (accelerate launch, torchrun)
+# Every process runs the recipe; only the main one writes the run folder, the log, the version and the
+# registry row. The others wait at the same points, so nobody reads a folder another process is changing.
+
+def is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def wait_for_everyone() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def from_main_process(value):
+    """The main process's `value`, on every process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def library_versions(libraries: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in libraries:

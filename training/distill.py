@@ -8,7 +8,7 @@
 - compression: the student is the teacher with every k-th decoder layer kept (DistilBERT style),
   every weight trained, then distilled as above.
 
-The trainer is TRL's SFTTrainer with its loss replaced, so data, packing, evaluation, checkpoints,
+The trainer is the SFT recipe's (TRL's SFTTrainer + the completion head) with its loss replaced, so data, packing, evaluation, checkpoints,
 --resume and the registry are the SFT recipe's.
 """
 
@@ -19,14 +19,13 @@ import hashlib
 
 import torch
 import torch.nn.functional as F
-from trl import SFTTrainer
-
 from assay.project import Project
 from assay.store import DatasetStore
 from training import sft
 from training.common import TrainingError, load_base
 from training.config import DistillRunConfig, ModelSection
 from training.data import IGNORE, load_splits
+from training.head import CompletionOutput, RecipeTrainer, add_completion_head, supports_completion_head
 from training.registry import ModelVersion
 
 
@@ -107,20 +106,19 @@ def drop_layers(model, keep_every: int):
     return student
 
 
-def kd_loss(student_logits, teacher_logprobs, labels, *, alpha: float, temperature: float,
+def kd_loss(student_logits, teacher_logprobs, targets, *, alpha: float, temperature: float,
             num_items=None, teacher_index=None):
     """alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T), summed over completion tokens / num_items.
 
-    `teacher_logprobs` are already at temperature T, one row per completion token (the positions where
-    the shifted labels are not IGNORE); with `teacher_index` they cover only those vocabulary ids (top-k).
+    `student_logits` (tokens, vocab) and `targets` (tokens,) are the labelled positions only (the
+    completion head's rows); `teacher_logprobs` are already at temperature T, one row per such token;
+    with `teacher_index` they cover only those vocabulary ids (top-k).
     Returns (loss, ce, kl) where ce and kl are per-token means.
     """
-    target = labels[:, 1:]
-    mask = target != IGNORE
-    logits = student_logits[:, :-1][mask].float()  # (tokens, vocab)
-    count = mask.sum().clamp(min=1)
+    logits = student_logits.float()
+    count = max(len(targets), 1)
     denominator = num_items if num_items is not None else count
-    ce_sum = F.cross_entropy(logits, target[mask], reduction="sum")
+    ce_sum = F.cross_entropy(logits, targets, reduction="sum")
     student_logprobs = F.log_softmax(logits / temperature, dim=-1)
     if teacher_index is not None:
         student_logprobs = student_logprobs.gather(-1, teacher_index)
@@ -129,54 +127,70 @@ def kd_loss(student_logits, teacher_logprobs, labels, *, alpha: float, temperatu
     return loss, ce_sum.detach() / count, kl_sum.detach() / count
 
 
-class DistillTrainer(SFTTrainer):
-    """SFTTrainer whose training loss is the distillation loss; evaluation stays CE on the labels."""
+class DistillTrainer(RecipeTrainer):
+    """The SFT recipe's trainer whose training loss is the distillation loss; evaluation stays CE on the labels.
+
+    Student and teacher both go through the completion head: logits only at the labelled positions.
+    """
 
     def __init__(self, *args, teacher, alpha: float, temperature: float, top_k: int | None, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher.to(self.args.device)
+        self.teacher_head = supports_completion_head(teacher)
+        if self.teacher_head:
+            add_completion_head(teacher)
         self.alpha, self.temperature, self.top_k = alpha, temperature, top_k
         self.teacher_cache: dict[str, tuple] = {}  # example hash -> (top-k ids, top-k log-probs)
         self.teacher_calls = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs["labels"]
-        forward = {k: v for k, v in inputs.items() if k != "labels"}
-        outputs = model(**forward, use_cache=False)
+        self._take_real_tokens(inputs)
+        outputs = labelled_logits(model, inputs, self.completion_head)
         if not model.training:  # validation loss is plain CE, comparable with the SFT recipe's
-            target = labels[:, 1:]
-            mask = target != IGNORE
-            loss = F.cross_entropy(outputs.logits[:, :-1][mask].float(), target[mask])
+            loss = F.cross_entropy(outputs.logits, outputs.labels)
             return (loss, outputs) if return_outputs else loss
-        index, teacher_logprobs = self._teacher(forward, labels)
-        loss, ce, kl = kd_loss(outputs.logits, teacher_logprobs, labels, alpha=self.alpha,
+        index, teacher_logprobs = self._teacher(inputs)
+        loss, ce, kl = kd_loss(outputs.logits, teacher_logprobs, outputs.labels, alpha=self.alpha,
                                temperature=self.temperature, num_items=num_items_in_batch, teacher_index=index)
+        loss = self._scale_for_ranks(loss, num_items_in_batch)
+        self._record(outputs, inputs)
         metrics = self._metrics["train"]
         metrics["ce"].append(ce.item())
         metrics["kl"].append(kl.item())
         metrics["teacher_forward_passes"].append(self.teacher_calls)
         return (loss, outputs) if return_outputs else loss
 
-    def _teacher(self, forward, labels):
+    def _teacher(self, inputs):
         """Teacher log-probs at temperature T on the completion tokens, from the cache when every row is in it."""
-        mask = labels[:, 1:] != IGNORE
-        keys = _row_keys(forward["input_ids"], self.processing_class.pad_token_id) if self.top_k else None
+        labels = inputs["labels"]
+        keys = _row_keys(inputs["input_ids"], self.processing_class.pad_token_id) if self.top_k else None
         if keys and all(k in self.teacher_cache for k in keys):
             index = torch.cat([self.teacher_cache[k][0] for k in keys]).to(labels.device)
             values = torch.cat([self.teacher_cache[k][1] for k in keys]).to(labels.device).float()
             return index, values
         with torch.no_grad():
             self.teacher_calls += 1
-            logits = self.teacher(**forward, use_cache=False).logits[:, :-1][mask].float()
+            logits = labelled_logits(self.teacher, inputs, self.teacher_head).logits
             logprobs = F.log_softmax(logits / self.temperature, dim=-1)
             if not self.top_k:
                 return None, logprobs
             values, index = logprobs.topk(self.top_k, dim=-1)
             values = values - values.logsumexp(dim=-1, keepdim=True)  # renormalised over the kept ids
-        per_row = mask.sum(1).tolist()
+        per_row = (labels[:, 1:] != IGNORE).sum(1).tolist()
         for key, row_index, row_values in zip(keys, index.split(per_row), values.split(per_row)):
             self.teacher_cache[key] = (row_index.cpu(), row_values.to(torch.float16).cpu())
         return index, values
+
+
+def labelled_logits(model, inputs, completion_head: bool) -> CompletionOutput:
+    """Logits at the labelled positions: through the completion head, or cut from the full logits."""
+    if completion_head:
+        return model(**inputs, completion_head=True)
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    target = inputs["labels"][:, 1:]
+    mask = target != IGNORE
+    logits = model(**forward, use_cache=False).logits[:, :-1][mask].float()
+    return CompletionOutput(logits=logits, labels=target[mask])
 
 
 def _row_keys(input_ids, pad_token_id: int) -> list[str]:

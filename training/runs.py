@@ -20,7 +20,8 @@ import yaml
 from assay.project import Project
 from assay.store import Version
 from training import registry
-from training.common import cut_log, library_versions, read_log
+from training.common import (cut_log, from_main_process, is_main_process, library_versions, read_log,
+                             wait_for_everyone)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -54,25 +55,39 @@ def _complete(checkpoint: Path) -> bool:
     return True
 
 
-def open_run(project: Project, cfg, dataset: Version, *, resume: bool) -> tuple[RunDir, Path | None, str]:
-    """The run folder, the checkpoint to resume from (or None), and a line saying what happened."""
+def run_dir(project: Project, cfg, dataset: Version) -> RunDir:
+    """The run folder of this config and dataset content (nothing is created)."""
     resolved = cfg.model_dump(mode="json")
     key = hashlib.sha256(json.dumps([resolved, dataset.manifest["content_hash"]], sort_keys=True).encode()
                          ).hexdigest()[:12]
-    run = RunDir(project.models / cfg.output.name / ".runs" / key)
+    return RunDir(project.models / cfg.output.name / ".runs" / key)
+
+
+def open_run(run: RunDir, cfg, *, resume: bool) -> tuple[Path | None, str]:
+    """The checkpoint to resume from (or None) and a line saying what happened; a fresh run starts empty.
+
+    With several processes every one reads the folder before the main process changes it, and none
+    goes on before it has.
+    """
     checkpoint = run.last_checkpoint()
+    wait_for_everyone()
     if resume and checkpoint is not None:
         step = int(CHECKPOINT_RE.match(checkpoint.name).group(1))
-        cut_log(run.log, step)  # steps logged after the checkpoint will be trained (and logged) again
-        return run, checkpoint, f"resuming from {checkpoint.name}"
+        if is_main_process():
+            cut_log(run.log, step)  # steps logged after the checkpoint will be trained (and logged) again
+        wait_for_everyone()
+        return checkpoint, f"resuming from {checkpoint.name}"
     note = ("--resume: no checkpoint of this config and dataset yet, starting from step 0" if resume
             else f"an interrupted run reached {checkpoint.name}; pass --resume to continue it. Starting over"
             if checkpoint else "")
-    if run.path.exists():
-        shutil.rmtree(run.path)
-    run.checkpoints.mkdir(parents=True)
-    (run.path / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-    return run, None, note
+    if is_main_process():
+        if run.path.exists():
+            shutil.rmtree(run.path)
+        run.checkpoints.mkdir(parents=True)
+        (run.path / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                                              encoding="utf-8")
+    wait_for_everyone()
+    return None, note
 
 
 def teachers_of(df) -> list[str]:
@@ -107,16 +122,20 @@ def finish(project: Project, run: RunDir, cfg, *, save, recipe: str, base_model:
         (folder / "run.json").write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
         (folder / "README.md").write_text(_card(info, extra_card or []), encoding="utf-8")
 
-    version = registry.register(
-        project, cfg.output.name, fill, recipe=recipe, base_model=base_model, architecture=architecture,
-        dataset=dataset.ref, dataset_hash=dataset.manifest["content_hash"], teachers=teachers, metrics=metrics,
-        config=resolved, wall_time_s=wall_time_s, device=device, cost_usd=cost)
-    shutil.rmtree(run.path, ignore_errors=True)  # checkpoints are only for --resume
-    try:
-        run.path.parent.rmdir()  # .runs/, when no other run of this name is in flight
-    except OSError:
-        pass
-    return version
+    wait_for_everyone()  # every process has finished training before the main one writes
+    ref = None
+    if is_main_process():
+        version = registry.register(
+            project, cfg.output.name, fill, recipe=recipe, base_model=base_model, architecture=architecture,
+            dataset=dataset.ref, dataset_hash=dataset.manifest["content_hash"], teachers=teachers,
+            metrics=metrics, config=resolved, wall_time_s=wall_time_s, device=device, cost_usd=cost)
+        ref = version.ref
+        shutil.rmtree(run.path, ignore_errors=True)  # checkpoints are only for --resume
+        try:
+            run.path.parent.rmdir()  # .runs/, when no other run of this name is in flight
+        except OSError:
+            pass
+    return registry.get(project, from_main_process(ref))
 
 
 def _card(info: dict[str, Any], extra: list[str]) -> str:

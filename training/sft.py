@@ -2,7 +2,7 @@
 
     data -> chat-template examples with completion-only labels, each cut to max_seq_length
     base model (catalogue, optional 4/8-bit) + LoRA
-    TRL SFTTrainer: packing (no cross-example attention) or dynamic padding, warmup + schedule,
+    TRL SFTTrainer + the completion head (logits only where labels are): packing (no cross-example attention) or dynamic padding, warmup + schedule,
         evaluation on the validation split (loss + ROUGE-L on a sample), early stopping, best checkpoint
     save adapter + log + resolved config + card, register the version
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from assay.project import Project
 from assay.store import DatasetStore
 from training import runs
-from training.common import (architecture, device_name, is_oom, load_base, lora_config, oom_error, read_log,
-                             trainer_args)
+from training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
+                             oom_error, read_log, trainer_args, wait_for_everyone)
 from training.config import DistillRunConfig, SFTRunConfig
 from training.data import encode, load_splits, refuse_small, to_examples
 from training.registry import ModelVersion
@@ -34,10 +34,10 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     """
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
-    from trl import SFTTrainer
 
     from training.callbacks import make_callbacks
     from training.collate import RowCollator, pack_rows
+    from training.head import RecipeTrainer
 
     project = project or Project.current()
     set_seed(cfg.train.seed)
@@ -66,27 +66,31 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
         **{f"validation_dropped_{k}": v for k, v in sorted(val_dropped.items())},
     }
 
-    # 3. The run folder: checkpoints and the log, found again by --resume
-    run, checkpoint, note = runs.open_run(project, cfg, dataset, resume=resume)
-    if note:
-        print(f"[assay train] {note}")
+    # 3. The run folder: checkpoints and the log, found again by --resume. The trainer arguments come
+    #    first: they start the process group when several processes run (accelerate launch, torchrun)
+    run = runs.run_dir(project, cfg, dataset)
     has_eval = bool(val_set.rows)
+    flash = cfg.model.attn_implementation.startswith("flash")
+    args = trainer_args(cfg.train, cfg.model, output_dir=run.checkpoints, has_eval=has_eval, eval_cfg=cfg.eval,
+                        max_seq_length=cfg.data.max_seq_length, packing=cfg.data.packing and flash,
+                        restore_callback_states_from_checkpoint=True)
+    checkpoint, note = runs.open_run(run, cfg, resume=resume)
+    if note and is_main_process():
+        print(f"[assay train] {note}")
     previous = read_log(run.log)
     elapsed_before = previous[-1].get("elapsed_s", 0.0) if previous else 0.0
+    baseline_path = run.path / "baseline.json"
+    need_baseline = has_eval and not baseline_path.exists()  # decided before anyone writes it
 
     # 4. Trainer. FlashAttention takes TRL's padding-free packing (one flattened row per batch); SDPA and
     #    eager attention get rows of max_seq_length packed here, so attention memory stays bounded
-    flash = cfg.model.attn_implementation.startswith("flash")
     train_data = Dataset.from_list(train_set.rows)
     eval_data = Dataset.from_list(val_set.rows) if has_eval else None
     collator = None if flash else RowCollator(tokenizer.pad_token_id)
     if cfg.data.packing and not flash:
         train_data = pack_rows(train_data, cfg.data.max_seq_length)
         eval_data = pack_rows(eval_data, cfg.data.max_seq_length) if eval_data is not None else None
-    args = trainer_args(cfg.train, cfg.model, output_dir=run.checkpoints, has_eval=has_eval, eval_cfg=cfg.eval,
-                        max_seq_length=cfg.data.max_seq_length, packing=cfg.data.packing and flash,
-                        restore_callback_states_from_checkpoint=True)
-    trainer_cls = make_trainer or SFTTrainer
+    trainer_cls = make_trainer or RecipeTrainer
     trainer = trainer_cls(
         model=model,
         args=args,
@@ -101,15 +105,16 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
 
     # 5. Train (the zero-shot validation loss first, so the card shows what training gained)
     started = time.time()
-    baseline_path = run.path / "baseline.json"
     try:
-        if has_eval and not baseline_path.exists():
+        if need_baseline:
             stopper = trainer.pop_callback(EarlyStoppingCallback)  # the baseline is no step of the run
             baseline = trainer.evaluate(metric_key_prefix="base")
-            baseline_path.write_text(json.dumps(baseline), encoding="utf-8")
+            if is_main_process():
+                baseline_path.write_text(json.dumps(baseline), encoding="utf-8")
             if stopper:
                 trainer.add_callback(stopper)
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        wait_for_everyone()  # the main process has written the whole log (and baseline.json): all read the same
         # the kept weights are the best evaluation's: its metrics are in the log, no need to evaluate again
         final = _evaluation_at(run.log, trainer.state.best_global_step) or (trainer.evaluate() if has_eval else {})
     except Exception as exc:
@@ -121,8 +126,7 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
 
     # 6. Save the kept (best) weights and register the version
     # real tokens trained in this session (TRL's own count assumes one flattened row per batch)
-    seen = collator.tokens_seen if collator else max((h.get("num_tokens", 0) for h in trainer.state.log_history),
-                                                     default=0)
+    seen = trainer.tokens_seen() or max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0)
     metrics = {
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
