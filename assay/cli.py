@@ -133,8 +133,11 @@ def train(
     """LoRA fine-tuning or distillation of a student; registers the model with its lineage."""
     import training
     from assay.display import show_model_version
+    from training.common import is_main_process
 
-    show_model_version(console, training.run(config, overrides or [], resume=resume))
+    version = training.run(config, overrides or [], resume=resume)
+    if is_main_process():  # under accelerate launch / torchrun every process gets here; one reports
+        show_model_version(console, version)
 
 
 @app.command("export")

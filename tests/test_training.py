@@ -446,23 +446,7 @@ def test_resume_after_sigkill_continues_the_same_loss_curve(tmp_path, sft_versio
     from training.common import read_log
 
     write_notes(tmp_path)  # same rows, so same content hash and data order as the uninterrupted run
-    env = {**os.environ, "ASSAY_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
-    code = f"import training; training.run({str(SFT_YAML)!r}, {TINY!r})"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    runs = tmp_path / "models" / "tiny" / ".runs"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            states = list(runs.glob("*/checkpoints/checkpoint-2/trainer_state.json"))
-            if states and states[0].stat().st_size > 0:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert not (tmp_path / "models" / "tiny" / "v1.0.0").exists()
+    kill_after_checkpoint(tmp_path, SFT_YAML, TINY, "tiny", step=2)
 
     resumed = training.run(SFT_YAML, TINY, resume=True, project=Project(tmp_path))
     want = [(r["step"], r["loss"]) for r in read_log(sft_version.path / "training_log.jsonl") if "loss" in r]
@@ -470,6 +454,34 @@ def test_resume_after_sigkill_continues_the_same_loss_curve(tmp_path, sft_versio
     assert [s for s, _ in got] == [1, 2, 3, 4]  # no step repeated or skipped
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in want], rel=1e-4)
     assert resumed.metrics["steps"] == 4
+
+
+def kill_after_checkpoint(root: Path, yaml_path: Path, overrides: list[str], name: str, step: int) -> None:
+    """Run `training.run` in a child process and SIGKILL it as soon as checkpoint-`step` is complete."""
+    env = {**os.environ, "ASSAY_HOME": str(root), "PYTHONPATH": str(REPO)}
+    code = f"import training; training.run({str(yaml_path)!r}, {overrides!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    runs = root / "models" / name / ".runs"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            states = list(runs.glob(f"*/checkpoints/checkpoint-{step}/trainer_state.json"))
+            if states and states[0].stat().st_size > 0:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (root / "models" / name / "v1.0.0").exists()
+
+
+# the compression path, tiny: 4 examples in batches of 2, so epoch 2 is served from the top-k cache
+COMPRESS = ["data.max_seq_length=96", "data.packing=false", "data.limit=4", "data.min_train_examples=4",
+            "teacher.cache_top_k=16", "teacher.alpha=0.2", "train.max_steps=4", "train.batch_size=2",
+            "train.learning_rate=2e-4", "train.warmup_ratio=0", "train.save_steps=4", "eval.every_steps=4",
+            "eval.generate_examples=0", "output.name=tiny-distilled"]
 
 
 @pytest.mark.slow
@@ -480,11 +492,7 @@ def test_compressed_student_distils_from_its_teacher(project):
 
     from training.common import read_log
 
-    overrides = ["data.max_seq_length=96", "data.packing=false", "data.limit=4", "data.min_train_examples=4",
-                 "teacher.cache_top_k=16", "teacher.alpha=0.2", "train.max_steps=4", "train.batch_size=2",
-                 "train.learning_rate=2e-4", "train.warmup_ratio=0", "train.save_steps=4", "eval.every_steps=4",
-                 "eval.generate_examples=0", "output.name=tiny-distilled"]
-    version = training.run(DISTILL_YAML, overrides, project=project)
+    version = training.run(DISTILL_YAML, COMPRESS, project=project)
     config = AutoConfig.from_pretrained(version.path / "model")
     assert config.num_hidden_layers == 15  # 30 teacher layers, every 2nd kept
     assert "layers=15" in version.architecture and version.recipe == "distill-logit"
@@ -496,3 +504,119 @@ def test_compressed_student_distils_from_its_teacher(project):
     assert [r["teacher_forward_passes"] for r in log] == [1, 2, 2, 2]
     assert version.metrics["eval_loss"] < version.metrics["base_loss"]
     assert "teacher model (logits): smollm2-135m-instruct" in (version.path / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_process_run_writes_once_and_repeats_exactly(tmp_path, assay_cache):
+    """torchrun with 2 CPU processes (gloo): one registered version, one log, same losses when run again."""
+    import socket
+
+    from training.common import read_log
+
+    write_notes(tmp_path)
+    env = {**os.environ, "ASSAY_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+
+    def launch(name: str) -> subprocess.CompletedProcess:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               "-m", "assay", "train", str(SFT_YAML), *TINY[:-1], f"output.name={name}"]
+        return subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    first, second = launch("dist"), launch("dist")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert first.stdout.count("registered dist@") == 1  # the main process reports; the other is silent
+    import training
+
+    registered = training.list_models(Project(tmp_path))
+    assert sorted(m["version"] for m in registered) == ["v1.0.0", "v1.0.1"]  # one row per run, not per process
+    curves = []
+    for version in ("v1.0.0", "v1.0.1"):
+        folder = tmp_path / "models" / "dist" / version
+        card = json.loads((folder / "run.json").read_text())
+        assert "x 2 processes" in card["device"]
+        assert card["metrics"]["epochs"] == pytest.approx(4 * 2 * 2 / 28)  # each step: 2 processes x batch 2
+        rows = [r for r in read_log(folder / "training_log.jsonl") if "loss" in r]
+        assert [r["step"] for r in rows] == [1, 2, 3, 4]  # logged once, by the main process
+        curves.append([r["loss"] for r in rows])
+    assert curves[0] == pytest.approx(curves[1], rel=1e-5)  # seeded sampler and init on every process
+    assert not (tmp_path / "models" / "dist" / ".runs").exists()
+
+
+@pytest.mark.slow
+def test_teacher_cache_survives_a_kill(tmp_path, assay_cache):
+    """Killed after the epoch-1 checkpoint, the resumed run answers epoch 2 from the saved top-k cache."""
+    import training
+    from training.common import read_log
+
+    write_notes(tmp_path)
+    overrides = [o for o in COMPRESS if not o.startswith(("train.save_steps", "eval.every_steps"))] + [
+        "train.save_steps=2", "eval.every_steps=2"]
+    kill_after_checkpoint(tmp_path, DISTILL_YAML, overrides, "tiny-distilled", step=2)
+    assert list((tmp_path / "models" / "tiny-distilled" / ".runs").glob("*/teacher_topk.rank0.pt"))
+    resumed = training.run(DISTILL_YAML, overrides, resume=True, project=Project(tmp_path))
+    log = [r for r in read_log(resumed.path / "training_log.jsonl") if "loss" in r]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert [r["teacher_forward_passes"] for r in log] == [1, 2, 2, 2]  # no teacher pass after the resume
+
+
+@pytest.mark.slow
+def test_lora_student_distils_from_a_fine_tuned_merged_teacher(project):
+    """save_merged writes weights equal to base + adapter; that folder then teaches a LoRA student by logits."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    import training
+    from assay.models import load_causal_lm
+    from training.common import read_log
+
+    teacher = training.run(SFT_YAML, TINY[:-1] + ["train.max_steps=2", "output.save_merged=true",
+                                                  "output.name=tiny-teacher"], project=project)
+    merged = AutoModelForCausalLM.from_pretrained(teacher.path / "merged", dtype=torch.float32)
+    base, tokenizer = load_causal_lm("smollm2-135m-instruct", dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, teacher.path / "adapter")
+    ids = tokenizer("Standup notes: the release slipped to Friday.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        difference = (merged(ids).logits - adapted(ids).logits).abs().max().item()
+    assert difference < 1e-3
+
+    overrides = [o for o in COMPRESS if not o.startswith(("output.name", "teacher.cache_top_k"))] + [
+        f"teacher.model={teacher.path / 'merged'}", "compress.keep_every=null", "lora.enabled=true",
+        "lora.rank=8", "lora.alpha=16", "train.learning_rate=1e-3", "output.name=tiny-lora-student"]
+    student = training.run(DISTILL_YAML, overrides, project=project)
+    assert student.recipe == "distill-logit" and student.base_model == "smollm2-135m-instruct"
+    assert (student.path / "adapter" / "adapter_config.json").exists()
+    log = [r for r in read_log(student.path / "training_log.jsonl") if "loss" in r]
+    assert log[0]["kl"] > 0  # the fine-tuned teacher differs from the student's base
+    assert sum(r["loss"] for r in log[-2:]) < sum(r["loss"] for r in log[:2])
+    assert [r["teacher_forward_passes"] for r in log] == [1, 2, 3, 4]  # no cache: the teacher runs every step
+    assert str(teacher.path / "merged") in (student.path / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_real_out_of_memory_names_the_knobs(tmp_path, assay_cache):
+    """A run whose batch cannot fit (address space capped at 5 GiB) stops with the knobs, not a traceback."""
+    import resource
+
+    write_notes(tmp_path)
+    limit = 5 * 2**30
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    cmd = [sys.executable, "-m", "assay", "train", str(SFT_YAML), "data.max_seq_length=512", "train.batch_size=16",
+           "train.max_steps=1", "eval.generate_examples=0", "output.name=too-big"]
+    env = {**os.environ, "ASSAY_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          preexec_fn=cap_memory)
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())  # the one-line error, as rich wrapped it
+    assert "error: out of memory on cpu" in message
+    for knob in ("train.batch_size=8 train.gradient_accumulation=2", "data.max_seq_length=256",
+                 "model.gradient_checkpointing=true"):
+        assert knob in message
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "models" / "too-big" / "v1.0.0").exists()

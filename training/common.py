@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,13 @@ def device_name() -> str:
     import torch
 
     kind = device_kind()
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
     if kind == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+        return f"cuda: {torch.cuda.get_device_name(0)} x{max(processes, 1)}"
     if kind == "mps":
         return "mps: Apple GPU"
-    return f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    per = f"{torch.get_num_threads()} threads" + (f" x {processes} processes" if processes > 1 else "")
+    return f"cpu: {platform.processor() or platform.machine()} ({per})"
 
 
 def environment_problems(model: ModelSection) -> list[str]:
@@ -84,8 +87,6 @@ def precision(model: ModelSection) -> tuple[bool, bool]:
 # registry row. The others wait at the same points, so nobody reads a folder another process is changing.
 
 def is_main_process() -> bool:
-    import os
-
     return int(os.environ.get("RANK", "0")) == 0
 
 

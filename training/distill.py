@@ -4,7 +4,8 @@
   the SFT recipe as is, refused when no row names a teacher.
 - logit: a local teacher sharing the student's tokenizer runs on every batch;
   loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T) over completion tokens,
-  optionally against the teacher's top-k log-probs, cached per example after their first use.
+  optionally against the teacher's top-k log-probs, cached per example after their first use and saved
+  with each checkpoint, so --resume does not run the teacher again for rows it has seen.
 - compression: the student is the teacher with every k-th decoder layer kept (DistilBERT style),
   every weight trained, then distilled as above.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +145,21 @@ class DistillTrainer(RecipeTrainer):
         self.alpha, self.temperature, self.top_k = alpha, temperature, top_k
         self.teacher_cache: dict[str, tuple] = {}  # example hash -> (top-k ids, top-k log-probs)
         self.teacher_calls = 0
+        if top_k and self._cache_file().exists():  # --resume: the teacher does not run again for cached rows
+            saved = torch.load(self._cache_file(), weights_only=True)
+            self.teacher_cache, self.teacher_calls = saved["rows"], saved["teacher_calls"]
+
+    def _cache_file(self) -> Path:
+        """Beside the checkpoints of the run (its key covers teacher, temperature and k); one per process."""
+        return Path(self.args.output_dir).parent / f"teacher_topk.rank{self.args.process_index}.pt"
+
+    def _save_checkpoint(self, model, trial):
+        # before the checkpoint, whose trainer_state.json marks it complete: a checkpoint never has an older cache
+        if self.top_k:
+            tmp = self._cache_file().with_suffix(".tmp")
+            torch.save({"rows": self.teacher_cache, "teacher_calls": self.teacher_calls}, tmp)
+            os.replace(tmp, self._cache_file())
+        super()._save_checkpoint(model, trial)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._take_real_tokens(inputs)
@@ -165,7 +183,7 @@ class DistillTrainer(RecipeTrainer):
         labels = inputs["labels"]
         keys = _row_keys(inputs["input_ids"], self.processing_class.pad_token_id) if self.top_k else None
         if keys and all(k in self.teacher_cache for k in keys):
-            index = torch.cat([self.teacher_cache[k][0] for k in keys]).to(labels.device)
+            index = torch.cat([self.teacher_cache[k][0] for k in keys]).to(labels.device).long()
             values = torch.cat([self.teacher_cache[k][1] for k in keys]).to(labels.device).float()
             return index, values
         with torch.no_grad():
@@ -178,7 +196,7 @@ class DistillTrainer(RecipeTrainer):
             values = values - values.logsumexp(dim=-1, keepdim=True)  # renormalised over the kept ids
         per_row = (labels[:, 1:] != IGNORE).sum(1).tolist()
         for key, row_index, row_values in zip(keys, index.split(per_row), values.split(per_row)):
-            self.teacher_cache[key] = (row_index.cpu(), row_values.to(torch.float16).cpu())
+            self.teacher_cache[key] = (row_index.to(torch.int32).cpu(), row_values.to(torch.float16).cpu())
         return index, values
 
 
