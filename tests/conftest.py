@@ -20,3 +20,13 @@ def assay():
         return proc
 
     return assay
+
+
+@pytest.fixture(scope="session")
+def assay_cache():
+    """The converted-model cache shared by the model tests, offline; a pre-set ASSAY_CACHE wins."""
+    with pytest.MonkeyPatch.context() as mp:
+        repo = Path(__file__).resolve().parent.parent
+        mp.setenv("ASSAY_CACHE", os.environ.get("ASSAY_CACHE") or str(repo / ".cache" / "assay"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield Path(os.environ["ASSAY_CACHE"])

@@ -9,7 +9,6 @@ layer is the honest failure case (it breaks SmolLM2's perplexity, and the export
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,6 @@ SENTENCES = [
     "Book notes: the second chapter argues that small daily habits matter more than rare big efforts.",
 ]
 CARD = "# notes-student v1.0.0\n\n- recipe: sft\n- base model: smollm2-135m-instruct\n"
-
-
-@pytest.fixture(scope="module")
-def assay_cache():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ASSAY_CACHE", os.environ.get("ASSAY_CACHE") or str(REPO / ".cache" / "assay"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield Path(os.environ["ASSAY_CACHE"])
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -38,15 +38,6 @@ TINY = ["data.max_seq_length=96", "data.min_train_examples=4", "lora.rank=4", "l
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="session")
-def assay_cache():
-    """The shared converted-model cache (as tests/test_models.py); a pre-set ASSAY_CACHE wins."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ASSAY_CACHE", os.environ.get("ASSAY_CACHE") or str(REPO / ".cache" / "assay"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield Path(os.environ["ASSAY_CACHE"])
-
-
 def summary_rows() -> list[dict]:
     notes = {n["id"]: n for n in json.loads((SAMPLE / "notes.json").read_text(encoding="utf-8"))}
     gold = [json.loads(line) for line in (SAMPLE / "gold.jsonl").read_text(encoding="utf-8").splitlines() if line]
