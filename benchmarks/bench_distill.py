@@ -104,10 +104,9 @@ def main() -> None:
           f"{sm['base_loss']:.3f} | {sm['base_rouge_l']:.3f} | | |")
     print(f"| student: after distillation | {layers} | {s_params / 1e6:.1f}M | {sm['eval_loss']:.3f} | "
           f"{sm['eval_rouge_l']:.3f} | {s_speed:.1f} | {student_s:.0f} s |")
-    print(f"\nstudent / teacher: {s_speed / t_speed:.2f}x generation speed, "
-          f"{s_params / t_params:.2f}x parameters; "
-          f"distillation closed {(sm['base_loss'] - sm['eval_loss']) / max(sm['base_loss'] - tm['eval_loss'], 1e-9):.0%}"
-          " of the validation-loss gap to the teacher")
+    closed = (sm["base_loss"] - sm["eval_loss"]) / max(sm["base_loss"] - tm["eval_loss"], 1e-9)
+    print(f"\nstudent / teacher: {s_speed / t_speed:.2f}x generation speed, {s_params / t_params:.2f}x parameters; "
+          f"distillation closed {closed:.0%} of the validation-loss gap to the teacher")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
     python benchmarks/bench_train.py --examples 32 --max-seq-length 256 --epochs 1   # a quicker look
 
 Same model (SmolLM2-135M-Instruct), same examples (rendered with its chat template), same LoRA
-(rank 16, alpha 32, all-linear, dropout 0.05), same batch size, learning rate and epochs (3, the recipe's default: one epoch of 64
-examples is 4 packed steps, too few for the first step's warm-up to wash out). The
-baseline is the usual script: tokenize with truncation, Trainer with DataCollatorForLanguageModeling
+(rank 16, alpha 32, all-linear, dropout 0.05), same batch size, learning rate and epochs (3, the
+recipe's default: one epoch of 64 examples is 4 packed steps, too few for the first step's warm-up
+to wash out). The baseline is the usual script: tokenize with truncation, Trainer with DataCollatorForLanguageModeling
 (dynamic padding, labels on every token). Each variant runs in its own process so its peak memory is
 its own (ru_maxrss on CPU, max_memory_allocated on CUDA). Throughput counts real (non-padding)
 tokens per second of training time, model loading excluded.
@@ -102,7 +102,8 @@ def run_plain(args) -> dict:
                                use_cpu=not torch.cuda.is_available(),
                                bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
     result = trainer.train()
-    return {"tokens": args.epochs * sum(len(ids) for ids in data["input_ids"]), "seconds": result.metrics["train_runtime"],
+    return {"tokens": args.epochs * sum(len(ids) for ids in data["input_ids"]),
+            "seconds": result.metrics["train_runtime"],
             "steps": trainer.state.global_step, "examples": len(rows)}
 
 
@@ -139,7 +140,8 @@ def main() -> None:
     results = {}
     for variant in args.variants.split(","):
         cmd = [sys.executable, __file__, "--variant", variant, "--examples", str(args.examples),
-               "--max-seq-length", str(args.max_seq_length), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
+               "--max-seq-length", str(args.max_seq_length), "--batch-size", str(args.batch_size),
+               "--epochs", str(args.epochs)]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:

@@ -9,8 +9,8 @@
 - compression: the student is the teacher with every k-th decoder layer kept (DistilBERT style),
   every weight trained, then distilled as above.
 
-The trainer is the SFT recipe's (TRL's SFTTrainer + the completion head) with its loss replaced, so data, packing, evaluation, checkpoints,
---resume and the registry are the SFT recipe's.
+The trainer is the SFT recipe's (TRL's SFTTrainer + the completion head) with its loss replaced, so
+data, packing, evaluation, checkpoints, --resume and the registry are the SFT recipe's.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from assay.project import Project
 from assay.store import DatasetStore
 from training import sft

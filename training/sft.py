@@ -2,8 +2,9 @@
 
     data -> chat-template examples with completion-only labels, each cut to max_seq_length
     base model (catalogue, optional 4/8-bit) + LoRA
-    TRL SFTTrainer + the completion head (logits only where labels are): packing (no cross-example attention) or dynamic padding, warmup + schedule,
-        evaluation on the validation split (loss + ROUGE-L on a sample), early stopping, best checkpoint
+    TRL SFTTrainer + the completion head (logits only where labels are): packing (no cross-example
+        attention) or dynamic padding, warmup + schedule, evaluation on the validation split
+        (loss + ROUGE-L on a sample), early stopping, best checkpoint
     save adapter + log + resolved config + card, register the version
 """
 
