@@ -85,6 +85,19 @@ def project(tmp_path_factory, assay_cache) -> Project:
 REF = "notes-student@v1.0.0"
 
 
+@pytest.fixture(scope="module")
+def exported(project):
+    """The default-recipe export of a format, made once by whichever test asks for it first."""
+    done = {}
+
+    def get(fmt: str):
+        if fmt not in done:
+            done[fmt] = export_model(REF, fmt, project=project)
+        return done[fmt]
+
+    return get
+
+
 def assert_meets(result) -> None:
     tol, p = result.tolerance, result.parity
     assert result.ok and result.failures == []
@@ -160,8 +173,8 @@ def test_converter_unpacks_only_its_files(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the formats
 
-def test_merged(project):
-    result = export_model(REF, "merged", project=project)
+def test_merged(exported):
+    result = exported("merged")
     assert_meets(result)
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(result.files)
     # the adapter changed the model: the merged weights are not the base's
@@ -179,8 +192,8 @@ def test_merged(project):
     assert greedy(runner, tokenizer, "What is the capital of France?").strip()
 
 
-def test_int8_passes_and_every_linear_fails(project):
-    result = export_model(REF, "int8", project=project)
+def test_int8_passes_and_every_linear_fails(exported, project):
+    result = exported("int8")
     assert_meets(result)
     assert result.details["smoothed_groups"] > 0
     assert result.details["kept_fp32"] and all(n.endswith(("mlp.down_proj", "lm_head"))
@@ -207,8 +220,8 @@ def test_int8_passes_and_every_linear_fails(project):
     assert_meets(export_model(REF, "int8", project=project))
 
 
-def test_onnx_with_kv_cache(project):
-    result = export_model(REF, "onnx", project=project)
+def test_onnx_with_kv_cache(exported):
+    result = exported("onnx")
     assert_meets(result)
     assert {"model.onnx", "model.onnx.data", "tokenizer.json"} <= set(result.files)
     assert result.parity["greedy_exact"] == 1.0  # fp32 graph: the same greedy text as torch
@@ -222,10 +235,10 @@ def test_onnx_with_kv_cache(project):
     assert np.abs(again[: len(ids)] - full).max() < 1e-3
 
 
-def test_gguf(project):
+def test_gguf(exported):
     import gguf as gguf_package
 
-    result = export_model(REF, "gguf", project=project)
+    result = exported("gguf")
     assert_meets(result)
     assert result.parity["tokenizer_match"] == 1.0
     reader = gguf_package.GGUFReader(result.path / "model-f16.gguf")
@@ -235,7 +248,9 @@ def test_gguf(project):
     assert greedy(runner, tokenizer, "What is the capital of France?").strip()
 
 
-def test_card_lists_every_export(project):
+def test_card_lists_every_export(exported, project):
+    for fmt in ("merged", "int8", "onnx", "gguf"):
+        exported(fmt)  # made by the tests above when the module runs whole
     card = (project.models / "notes-student" / "v1.0.0" / "README.md").read_text(encoding="utf-8")
     assert card.startswith(CARD.rstrip("\n"))  # the training recipe's card is kept
     assert card.count("<!-- assay:exports -->") == 1
