@@ -20,7 +20,7 @@ import polars as pl
 from assay.errors import ConfigError, InputError
 from assay.records import dumps_metadata, notes_frame
 from curation.config import IngestConfig
-from curation.ingest._io import Bad, Item, Source, readable
+from curation.ingest._io import Bad, Item, Source, file_kind, readable
 from curation.ingest._rows import ALIASES, guess_id, to_row
 from curation.ingest.csv_table import read_csv
 from curation.ingest.enex import read_enex
@@ -40,9 +40,9 @@ EXTENSIONS = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".enex": "enex",
 }
 # reason families a reject row can carry; ":field" names the export's key, e.g. "missing_field:content"
-REASONS = ("empty_export", "invalid_json", "invalid_utf8", "invalid_xml", "unsafe_xml", "bad_front_matter",
+REASONS = ("unsafe_file", "unreadable_file", "empty_export", "invalid_json", "invalid_utf8", "invalid_xml", "unsafe_xml", "bad_front_matter",
            "bad_row", "not_an_array", "not_an_object", "missing_field", "bad_type", "bad_value", "bad_date",
-           "too_large", "duplicate_id")
+           "nul_byte", "too_large", "duplicate_id")
 # where a row points back to: a line for line formats, the record's position for containers, nothing for
 # one-note-per-file formats (the file is the place)
 _POSITION = {"json": "record", "enex": "record", "jsonl": "line", "csv": "line", "markdown": None}
@@ -55,8 +55,9 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: Callable[[int], None] 
     path = Path(path)
     files, warnings = plan(path, cfg)
     run = _Run(cfg, progress)
+    root = path if path.is_dir() else None  # a folder's files must stay inside it (links are not followed out)
     for file, fmt, name, rel in files:
-        run.read(file, fmt, name, rel)
+        run.read(file, fmt, name, rel, root)
     return run.result(warnings)
 
 
@@ -64,6 +65,8 @@ def plan(path: Path, cfg: IngestConfig) -> tuple[list[tuple[Path, str, str, str]
     """The files to read as (path, format, display name, path relative to the export); checks the config too."""
     if not path.exists():
         raise InputError("no such file or folder", file=str(path))
+    if not path.is_file() and not path.is_dir():
+        raise InputError(f"not read: {file_kind(path.stat().st_mode)}, not a file or folder", file=str(path))
     if path.is_file():
         fmt = cfg.format if cfg.format != "auto" else EXTENSIONS.get(path.suffix.lower())
         if fmt is None:
@@ -124,8 +127,13 @@ class _Run:
         self.seen: dict[str, tuple[str, str]] = {}  # note id -> (file, where in it) it was first read
         self.unreported = 0
 
-    def read(self, file: Path, fmt: str, name: str, rel: str) -> None:
-        src = Source(file, fmt, name, self.cfg)
+    def read(self, file: Path, fmt: str, name: str, rel: str, root: Path | None = None) -> None:
+        src = Source(file, fmt, name, self.cfg, root)
+        if src.refused is not None:  # a link out of the export, a device, a FIFO: one reject, nothing read
+            self._take(src, Item(0, None, "", bad=src.refused))
+            self._tick()
+            self.inputs.append({"file": name, "format": fmt, "sha256": None, "records": 1})
+            return
         count = 0
         try:
             for item in READERS[fmt](src, rel):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from assay.errors import InputError
 from curation.config import IngestConfig
@@ -42,9 +44,11 @@ class Item:
 
 class Source:
     """One export file being read. Every byte read passes through the hash, and close() hashes what was
-    left unread, so inputs[].sha256 is always the hash of the whole file."""
+    left unread, so inputs[].sha256 is always the hash of the whole file.
 
-    def __init__(self, path: Path, fmt: str, name: str, cfg: IngestConfig):
+    A file the export may not make us read (see open_regular) is not opened: `refused` says why."""
+
+    def __init__(self, path: Path, fmt: str, name: str, cfg: IngestConfig, root: Path | None = None):
         self.path, self.format, self.name, self.cfg = path, fmt, name, cfg
         self.columns = cfg.columns
         # a raw record bigger than this cannot hold a note within max_note_bytes (JSON escapes at most
@@ -52,29 +56,80 @@ class Source:
         self.cap = 6 * cfg.max_note_bytes + CHUNK
         self.warnings: list[str] = []
         self._sha = hashlib.sha256()
+        self.refused: Bad | None = None
+        self._file: BinaryIO | None = None
         try:
-            self._file = path.open("rb")
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", file=name) from None
+            self._file = open_regular(path, root)
+        except Bad as bad:
+            self.refused = bad
+        else:
+            self._opened_size = self.size()
 
     def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
+        try:
+            data = self._file.read(size)
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", file=self.name) from None
         self._sha.update(data)
         return data
 
     def readline(self, size: int = -1) -> bytes:
-        data = self._file.readline(size)
+        try:
+            data = self._file.readline(size)
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", file=self.name) from None
         self._sha.update(data)
         return data
 
-    def close(self, drain: bool = True) -> str:
-        while drain and self.read(CHUNK):
+    def size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
+
+    def close(self, drain: bool = True) -> str | None:
+        if self._file is None:
+            return None
+        # hash what was left unread, but no further than the size the file had when opened: a file that
+        # grows while read, or one in /proc that says 0 and never ends, must not keep the run reading
+        end = self._opened_size + CHUNK
+        while drain and self._file.tell() < end and self.read(CHUNK):
             pass
         self._file.close()
         return self._sha.hexdigest()
 
     def empty(self) -> Item:
         return Item(0, None, "", bad=Bad("empty_export", "empty export: the file holds no records"))
+
+
+def open_regular(path: Path, root: Path | None) -> BinaryIO:
+    """Open one file of an export, which is untrusted: only a regular file, and (for a folder export) only
+    one whose real path is inside the folder, so a link cannot make us read /etc/passwd, a process's
+    environment or /dev/zero, and a FIFO cannot make us wait forever. Raises Bad("unsafe_file" or
+    "unreadable_file")."""
+    real = os.path.realpath(path)
+    if root is not None:
+        top = os.path.realpath(root)
+        if os.path.commonpath([real, top]) != top:
+            raise Bad("unsafe_file", f"not read: a link to {real}, outside the export folder {top}")
+    try:
+        mode = os.stat(real).st_mode  # before opening: opening a socket fails and a FIFO would block
+        if not stat.S_ISREG(mode):
+            raise Bad("unsafe_file", f"not read: {file_kind(mode)}, not a regular file")
+        # O_NOFOLLOW and fstat: what is opened is the file just checked, even if it was swapped meanwhile;
+        # O_NONBLOCK: should that be a FIFO after all, opening it does not wait for a writer
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise Bad("unreadable_file", f"not read: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Bad("unsafe_file", f"not read: {file_kind(mode)}, not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def file_kind(mode: int) -> str:
+    kinds = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO (named pipe)",
+             stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symbolic link"}
+    return kinds.get(stat.S_IFMT(mode), "a special file")
 
 
 def lines(src: Source, cap: int | None = None) -> Iterator[tuple[int, int, bytes, bool]]:
@@ -115,8 +170,9 @@ def json_kind(value: Any) -> str:
         type(value), type(value).__name__)
 
 
-def too_large(size: int, limit: int, what: str = "note") -> Bad:
-    return Bad("too_large", f"{what} is {size:,} bytes, larger than max_note_bytes={limit:,}")
+def too_large(size: int, limit: int, what: str = "note", at_least: bool = False) -> Bad:
+    return Bad("too_large", f"{what} is {'over ' if at_least else ''}{size:,} bytes, larger than "
+                            f"max_note_bytes={limit:,}")
 
 
 def readable(data: bytes | str, limit: int = RAW_CHARS) -> str:

@@ -19,11 +19,15 @@ _INLINE_TAG = re.compile(r"(?<!\S)#([\w/-]*[^\W\d][\w/-]*)")
 
 
 def read_markdown(src: Source, rel: str) -> Iterator[Item]:
-    size = src.path.stat().st_size
-    if size > src.cfg.max_note_bytes + CHUNK:  # front matter cannot make up the difference; don't read it all
-        yield Item(1, None, readable(src.read(8 * 1024)), bad=too_large(size, src.cfg.max_note_bytes, "file"))
+    # Front matter cannot make up more than a chunk, so a larger file cannot hold a note within the limit.
+    # The limit holds while reading, not from stat: a file can grow, and some (in /proc) report size 0.
+    limit = src.cfg.max_note_bytes + CHUNK
+    data = src.read(limit + 1)
+    if len(data) > limit:
+        size = max(src.size(), len(data))  # stat knows a regular file's size; not that of one in /proc
+        yield Item(1, None, readable(data[: 8 * 1024]),
+                   bad=too_large(size, src.cfg.max_note_bytes, "file", at_least=size == len(data)))
         return
-    data = src.read()
     skipped = len(BOM) if data.startswith(BOM) else 0
     try:
         text = newlines(data[skipped:].decode("utf-8"))
