@@ -18,6 +18,7 @@ datasets_app = typer.Typer(help="Inspect dataset versions.", no_args_is_help=Tru
 models_app = typer.Typer(help="The embedded model catalogue.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
+app.add_typer(__import__("assay.cli_review", fromlist=["review_app"]).review_app, name="review")
 console = Console()
 err_console = Console(stderr=True)
 SAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "notes.json"

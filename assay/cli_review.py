@@ -1,0 +1,105 @@
+"""`assay review ...`: human review in Argilla (serve, push, pull, status). Heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+review_app = typer.Typer(help="Human review in Argilla: serve, push candidates, pull answers, progress.",
+                         no_args_is_help=True)
+console = Console()
+
+
+def _say(line: str) -> None:
+    console.print(line, highlight=False, markup=False)
+
+
+@review_app.command("serve")
+def serve(port: int = typer.Option(6900, "--port", "-p", help="Port of the Argilla server (API and UI)."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes it to the network."),
+          stop: bool = typer.Option(False, "--stop", help="Stop the embedded server of this project.")) -> None:
+    """Run an embedded Argilla (SQLite + Redis, no Docker) in the foreground until Ctrl-C."""
+    from assay.project import Project
+    from curation.review import server
+
+    project = Project.current()
+    if stop:
+        _say("stopped the embedded Argilla" if server.stop(project) else "no embedded Argilla is running")
+        return
+    server.serve(project, host=host, port=port, log=_say)
+
+
+@review_app.command("push")
+def push(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a dataset made by `assay synth`."),
+         task: Optional[str] = typer.Option(None, help="The task to review (default: the version's task)."),
+         workspace: str = typer.Option("default", help="Argilla workspace."),
+         only: str = typer.Option("all", help="all, low-agreement, synthetic or duplicates."),
+         min_submitted: int = typer.Option(1, "--min-submitted", help="Answers a record needs to count as done."),
+         low_agreement: float = typer.Option(0.5, help="With --only low-agreement: push rows below this agreement."),
+         argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+    """Send a dataset version's rows, with each teacher's candidate as a suggestion, to Argilla."""
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.review.push import PushOptions, push as run_push
+
+    project = Project.current()
+    result = run_push(DatasetStore(project.datasets), dataset, _client(argilla_url),
+                      PushOptions(task=task, workspace=workspace, only=only, min_submitted=min_submitted,
+                                  low_agreement=low_agreement))
+    _say(f"pushed {result['added']} new record(s) to Argilla dataset {result['dataset']!r} "
+         f"({result['already']} already there, {result['total']} selected); {result['url']}")
+
+
+@review_app.command("pull")
+def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
+         text_rule: str = typer.Option("latest", help="How several answers to a text question resolve: "
+                                                      "latest, majority or longest."),
+         include_discarded: bool = typer.Option(False, "--include-discarded", help="Also fetch discarded records."),
+         argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+    """Fetch submitted answers into a new dataset version (reviewers, decisions, corrected outputs, agreement)."""
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.review.pull import pull as run_pull
+
+    result = run_pull(DatasetStore(Project.current().datasets), dataset, _client(argilla_url),
+                      text_rule=text_rule, include_discarded=include_discarded)
+    if result.version is None:
+        _say(f"no new answers: {result.reviewed} reviewed row(s), same as {result.same_as}")
+        return
+    _say(f"wrote {result.version.ref}: {result.reviewed} reviewed row(s) "
+         f"({', '.join(f'{n} {k}' for k, n in sorted(result.decisions.items())) or 'none'}) from "
+         f"{len(result.annotators)} annotator(s)")
+    for question, figure in sorted(result.agreement.items()):
+        _say(f"  agreement {question}: {figure['metric']} = {figure['value']} over {figure['items']} item(s)")
+
+
+@review_app.command("status")
+def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
+           argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+    """Progress per annotator and per question."""
+    from rich.table import Table
+
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.review.pull import progress
+
+    report = progress(DatasetStore(Project.current().datasets), dataset, _client(argilla_url))
+    _say(f"{report['dataset']}: {report['completed']}/{report['total']} record(s) completed "
+         f"(min_submitted={report['min_submitted']})")
+    table = Table("annotator", "submitted", "discarded", "draft", *report["questions"])
+    for name, row in sorted(report["annotators"].items()):
+        table.add_row(name, *(str(row[k]) for k in ("submitted", "discarded", "draft")),
+                      *(str(row["questions"].get(q, 0)) for q in report["questions"]))
+    console.print(table)
+
+
+def _client(argilla_url: str | None):
+    import os
+
+    from curation.review.client import connect
+
+    if argilla_url:
+        os.environ["ARGILLA_API_URL"] = argilla_url
+    return connect()

@@ -1,0 +1,71 @@
+"""Entry point run by argilla-server's own Python: registers our SQLite search engine, then serves,
+works the job queue, or prepares the database. The stock `python -m argilla_server start` cannot load
+a plugin, and the server's files stay untouched, so this script is how the engine gets in.
+
+    python launcher.py migrate            # database migrations + the owner user from $ASSAY_ARGILLA_OWNER_*
+    python launcher.py serve HOST PORT    # the HTTP server (API and UI)
+    python launcher.py worker             # the rq worker, for the server's background jobs
+
+Settings come from ARGILLA_* variables set by curation/review/server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import search_engine  # noqa: E402,F401  (registers the engine under its name before the app starts)
+
+
+def migrate() -> None:
+    from argilla_server.cli.database.migrate import migrate_db
+
+    migrate_db("head")
+    asyncio.run(_ensure_owner(os.environ["ASSAY_ARGILLA_OWNER_USERNAME"], os.environ["ASSAY_ARGILLA_OWNER_PASSWORD"],
+                              os.environ["ASSAY_ARGILLA_OWNER_API_KEY"]))
+
+
+async def _ensure_owner(username: str, password: str, api_key: str) -> None:
+    from argilla_server.contexts import accounts
+    from argilla_server.database import AsyncSessionLocal
+    from argilla_server.enums import UserRole
+    from argilla_server.models import User, Workspace
+
+    async with AsyncSessionLocal() as session:
+        if await accounts.get_user_by_username(session, username):
+            return
+        workspace = await Workspace.get_by(session, name="default")
+        if workspace is None:
+            workspace = await accounts.create_workspace(session, {"name": "default"})
+        await User.create(session, first_name=username, username=username, role=UserRole.owner,
+                          password_hash=accounts.hash_password(password), api_key=api_key, workspaces=[workspace])
+
+
+def serve(host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run("argilla_server:app", host=host, port=port, access_log=False, log_level="warning")
+
+
+def worker() -> None:
+    from rq import Worker
+
+    from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
+
+    Worker([HIGH_QUEUE, DEFAULT_QUEUE], connection=REDIS_CONNECTION).work(with_scheduler=False)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    if command == "migrate":
+        migrate()
+    elif command == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+    elif command == "worker":
+        worker()
+    else:
+        raise SystemExit(f"unknown command {command!r}: migrate, serve or worker")
