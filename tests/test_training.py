@@ -219,15 +219,6 @@ def test_card_names_the_teachers_found_in_the_data():
 
 # ---------------------------------------------------------------- metrics, errors, registry (no model)
 
-def test_rouge_l():
-    from training.common import rouge_l
-
-    assert rouge_l("the cat sat", "the cat sat") == 1.0
-    assert rouge_l("dog", "the cat") == 0.0
-    assert rouge_l("the cat sat on the mat", "the cat is on the mat") == pytest.approx(5 / 6)
-    assert rouge_l("", "") == 1.0 and rouge_l("", "x") == 0.0
-
-
 def test_out_of_memory_names_the_knobs():
     from training.common import is_oom, oom_error
     from training.config import SFTRunConfig

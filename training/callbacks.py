@@ -8,7 +8,8 @@ from pathlib import Path
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from training.common import generate, rouge_l
+from evals.generate import generate
+from evals.metrics import rouge_l
 from training.data import Example, render_prompt
 
 
@@ -41,7 +42,7 @@ class GenerativeEval(TrainerCallback):
         if not self.examples or metrics is None:
             return
         prompts = [render_prompt(self.tokenizer, ex.prompt) for ex in self.examples]
-        preds = generate(model, self.tokenizer, prompts, self.max_new_tokens)
+        preds = [g.text for g in generate(model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens)]
         score = sum(rouge_l(p, ex.completion) for p, ex in zip(preds, self.examples)) / len(preds)
         # "eval_loss" -> "eval_rouge_l"; the baseline, evaluated with prefix "base", gets "base_rouge_l"
         prefix = next((k[:-5] for k in metrics if k.endswith("_loss")), "eval")

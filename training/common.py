@@ -1,4 +1,4 @@
-"""Helpers the recipes share: device and precision, the base model, LoRA, logs, ROUGE-L, clear failures."""
+"""Helpers the recipes share: device and precision, the base model, LoRA, logs, clear failures."""
 
 from __future__ import annotations
 
@@ -249,45 +249,6 @@ def trainer_args(train: TrainSection, model: ModelSection, *, output_dir: Path, 
 
 
 # ---------------------------------------------------------------- logs and metrics
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 over lower-cased word tokens (longest common subsequence)."""
-    pred, ref = prediction.lower().split(), reference.lower().split()
-    if not pred or not ref:
-        return float(pred == ref)
-    # one row of the LCS table at a time: O(len(ref)) memory
-    prev = [0] * (len(ref) + 1)
-    for p in pred:
-        cur = [0]
-        for j, r in enumerate(ref, 1):
-            cur.append(prev[j - 1] + 1 if p == r else max(prev[j], cur[j - 1]))
-        prev = cur
-    lcs = prev[-1]
-    if lcs == 0:
-        return 0.0
-    precision_, recall = lcs / len(pred), lcs / len(ref)
-    return 2 * precision_ * recall / (precision_ + recall)
-
-
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy completions, one prompt at a time (no padding to get wrong)."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    outs = []
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            for text in prompts:
-                ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(device)
-                out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-                outs.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
-    finally:
-        model.train(was_training)
-    return outs
-
 
 def read_log(path: Path) -> list[dict]:
     if not path.exists():

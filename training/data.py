@@ -115,7 +115,7 @@ def encode(examples: list[Example], tokenizer, max_seq_length: int) -> Encoded:
     rows, kept, lengths = [], [], []
     counts: Counter = Counter()
     for example in examples:
-        prompt_ids, completion_ids = _render(tokenizer, example.prompt, example.completion)
+        prompt_ids, completion_ids = render_ids(tokenizer, example.prompt, example.completion)
         lengths.append(len(prompt_ids) + len(completion_ids))
         if len(prompt_ids) + len(completion_ids) > max_seq_length:
             answer_budget = min(len(completion_ids), max(max_seq_length // 2, max_seq_length - len(prompt_ids)))
@@ -152,7 +152,8 @@ def render_prompt(tokenizer, prompt: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def _render(tokenizer, prompt: list[dict[str, str]], completion: str) -> tuple[list[int], list[int]]:
+def render_ids(tokenizer, prompt: list[dict[str, str]], completion: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) exactly as training labels them; evals score perplexity on the same."""
     prompt_text = render_prompt(tokenizer, prompt)
     full_text = tokenizer.apply_chat_template(
         prompt + [{"role": "assistant", "content": completion}], tokenize=False)

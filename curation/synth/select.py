@@ -8,43 +8,13 @@ chosen candidate's mean similarity to the other valid ones) is computed the same
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from assay.errors import NotFoundError
 from curation.synth.tasks import Parsed, Task, load_template, parse_scores
 from curation.synth.teachers import Reply, Request
-
-_TOKEN = re.compile(r"\w+", re.U)
-
-
-def tokens(text: str) -> list[str]:
-    return [t.casefold() for t in _TOKEN.findall(text or "")]
-
-
-def lcs_length(a: list[str], b: list[str]) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 on casefolded word tokens (Lin, 2004), with beta = 1."""
-    a, b = tokens(candidate), tokens(reference)
-    if not a or not b:
-        return 1.0 if not a and not b else 0.0
-    lcs = lcs_length(a, b)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(a), lcs / len(b)
-    return 2 * precision * recall / (precision + recall)
+from evals.metrics import rouge_l  # the one ROUGE; consensus and evals agree on what it means
 
 
 @dataclass

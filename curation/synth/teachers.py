@@ -233,36 +233,19 @@ class LocalTeacher:
         return replies  # type: ignore[return-value]
 
     def _generate_batch(self, lm: Any, tok: Any, prompts: list[str], requests: list[Request]) -> list[Reply]:
-        import torch
+        from evals.generate import generate_batch
 
-        tok.padding_side = "left"
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
         budget = max(r.max_tokens for r in requests)  # greedy: a shorter request's answer is a prefix
-        temperature = requests[0].temperature
-        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        with torch.inference_mode():
-            out = lm.generate(**enc, max_new_tokens=budget, pad_token_id=tok.pad_token_id, top_p=None, top_k=None,
-                              **sampling)
-        stops = _stop_ids(lm, tok)
+        outs = generate_batch(lm, tok, prompts, max_new_tokens=budget, temperature=requests[0].temperature)
         replies = []
-        for row, request, mask in zip(out[:, enc["input_ids"].shape[1]:], requests, enc["attention_mask"]):
-            ids = row.tolist()[: request.max_tokens]
-            end = next((j for j, t in enumerate(ids) if t in stops), None)
-            new = ids if end is None else ids[:end]
-            length_stop = end is None and len(ids) >= request.max_tokens
+        for out, request in zip(outs, requests):
+            new = out.ids[: request.max_tokens]
+            length_stop = len(out.ids) >= request.max_tokens  # no stop token within this request's budget
             replies.append(Reply(
-                text=tok.decode(new, skip_special_tokens=True).strip(),
+                text=tok.decode(new, skip_special_tokens=True).strip() if len(new) < len(out.ids) else out.text,
                 finish_reason="length" if length_stop else "stop",
-                usage={"input_tokens": int(mask.sum()), "output_tokens": len(new)}, cost_usd=0.0, cached=False,
+                usage={"input_tokens": out.input_tokens, "output_tokens": len(new)}, cost_usd=0.0, cached=False,
                 error="max_tokens" if length_stop else None, teacher=self.spec))
         return replies
 
 
-def _stop_ids(lm: Any, tok: Any) -> set[int]:
-    eos = getattr(lm.generation_config, "eos_token_id", None)
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tok.eos_token_id is not None:
-        ids.add(tok.eos_token_id)
-    return ids

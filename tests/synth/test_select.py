@@ -3,7 +3,7 @@
 import pytest
 
 from assay.errors import NotFoundError
-from curation.synth.select import (Candidate, Group, SelectContext, consensus, get_strategy, judge, rouge_l, rules)
+from curation.synth.select import (Candidate, Group, SelectContext, consensus, get_strategy, judge, rules)
 from curation.synth.tasks import TASKS, Labels, Prompt
 from curation.synth.teachers import Reply
 
@@ -13,15 +13,6 @@ NOTE = {"title": None, "text": "Boil water, add the leeks and salt, and simmer t
 
 def cand(teacher: str, reply: str, task: str = "summarize", finish: str = "stop") -> Candidate:
     return Candidate(teacher, TASKS[task].parse(reply, PROMPT), reply, finish)
-
-
-def test_rouge_l_matches_hand_computed_values():
-    # LCS("the cat sat on the mat", "the cat lay on the mat") = 5 tokens of 6 each
-    assert rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx(5 / 6)
-    # LCS = "a c" (2), P = 2/3, R = 2/4
-    assert rouge_l("a b c", "a c d e") == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
-    assert rouge_l("Same Words", "same words") == 1.0
-    assert rouge_l("", "") == 1.0 and rouge_l("x", "") == 0.0 and rouge_l("a b", "c d") == 0.0
 
 
 def test_consensus_picks_the_candidate_closest_to_the_others():

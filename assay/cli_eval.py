@@ -1,0 +1,97 @@
+"""`assay eval` and `assay report`: thin wrappers over evals.run and evals.report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+
+
+def eval_cmd(
+    suite: str = typer.Argument(..., help="A suite YAML (evals/suites/summarize.yaml) or a shipped suite's name."),
+    model: str = typer.Option(..., "--model", "-m", help="NAME@VERSION of a trained model (NAME: its latest)."),
+    against: Optional[str] = typer.Option(None, "--against", help="Baselines, comma-separated: previous, base, "
+                                          "rule:lead, teacher:local, openai:gpt-4o-mini ... (default: the suite's)."),
+    gate: Optional[Path] = typer.Option(None, "--gate", help="Ship rules (evals/gates/default.yaml): exit 0 for "
+                                        "SHIP, 4 for NO-SHIP."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides of the suite, e.g. data.limit=10"),
+) -> None:
+    """Evaluate a model against its baselines on a suite; writes reports/<model>-<version>-<suite>/index.html."""
+    from assay.display import progress_tracker
+    from evals.gate import EXIT_NO_SHIP, NO_SHIP, load_gate
+    from evals.run import evaluate
+    from evals.suite import load_suite
+
+    cfg = load_suite(suite, overrides or [])
+    rules = load_gate(gate) if gate else None
+    baselines = [a.strip() for a in against.split(",") if a.strip()] if against is not None else None
+    with progress_tracker(console) as track:
+        run = evaluate(cfg, model, against=baselines, gate=rules, track=track)
+    show_eval(run.results, run.folder)
+    if run.verdict == NO_SHIP:
+        raise typer.Exit(EXIT_NO_SHIP)
+
+
+def report_cmd(
+    run: Optional[str] = typer.Argument(None, help="An eval run id (reports/<id>) or its folder."),
+    compare: Optional[list[str]] = typer.Option(None, "--compare", help="Two runs of one suite: --compare A --compare B."),
+) -> None:
+    """Rebuild a run's HTML report from its stored results, or compare two runs side by side."""
+    from assay.errors import AssayError
+    from assay.project import Project
+    from evals.report import compare_html, write_report
+    from evals.run import load_results
+
+    project = Project.current()
+    if compare:
+        if len(compare) != 2:
+            raise AssayError("--compare takes exactly two runs: --compare RUN_A --compare RUN_B")
+        (a, _), (b, _) = load_results(project, compare[0]), load_results(project, compare[1])
+        out = project.reports / f"compare-{a['run_id']}-vs-{b['run_id']}"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.html").write_text(compare_html(a, b), encoding="utf-8")
+        console.print(f"report: {out / 'index.html'}", highlight=False)
+        return
+    if not run:
+        raise AssayError("name a run (assay report RUN) or two with --compare")
+    results, folder = load_results(project, run)
+    path = write_report(results, folder)
+    console.print(f"report: {path}", highlight=False)
+
+
+def show_eval(results: dict, folder: Path) -> None:
+    """The headline table, the verdict and where the report is."""
+    models = results["models"]
+    table = Table(title=escape(f"{results['models'][0]['label']} on {results['suite']['name']} "
+                               f"v{results['suite']['version']}: {results['suite']['data']}"))
+    table.add_column("metric")
+    for m in models:
+        table.add_column(escape(m["label"]), justify="right")
+    for info in results["metrics"]:
+        row = [info["label"]]
+        for m in models:
+            v = results["scores"][m["key"]].get(info["name"])
+            row.append("n/a" if v is None else f"{v * info['scale']:.2f}")
+        table.add_row(*row)
+    console.print(table)
+    head = results["suite"]["headline"]
+    scale = next(i["scale"] for i in results["metrics"] if i["name"] == head)
+    for c in results["comparisons"]:
+        if c["metric"] != head or c["ci_low"] is None:
+            continue
+        colour = {"better": "green", "worse": "red"}.get(c["verdict"], "yellow")
+        label = next(m["label"] for m in models if m["key"] == c["baseline"])
+        console.print(f"[{colour}]{head} vs {escape(label)}: {c['delta'] * scale:+.2f} "
+                      f"(95% CI {c['ci_low'] * scale:+.2f} to {c['ci_high'] * scale:+.2f}): {c['verdict']}[/{colour}]")
+    for warning in results["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    verdict = results["verdict"]
+    colour = {"SHIP": "bold green", "NO-SHIP": "bold red"}.get(verdict["decision"], "bold")
+    console.print(f"[{colour}]{verdict['decision']}[/{colour}] {escape(verdict['summary'])}")
+    console.print(f"report: {folder / 'index.html'}", highlight=False)

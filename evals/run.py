@@ -1,0 +1,287 @@
+"""`assay eval`: a suite x a candidate and its baselines -> results.json (+ the HTML report) -> a verdict.
+
+    suite examples ──▶ predictions per contestant (cached) ──▶ items ──▶ metrics per contestant
+        ──▶ paired bootstrap vs each baseline ──▶ regressions ──▶ gate ──▶ lineage, training, trend
+        ──▶ reports/<model>-<version>-<suite>/results.json + index.html, the verdict on the registry and card
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from assay.errors import AssayError, NotFoundError
+from assay.project import Project
+from assay.store import DatasetStore
+from evals import compare, lineage
+from evals.gate import GateConfig, evaluate_gate
+from evals.metrics import Item, get_metric
+from evals.predict import (QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model,
+                           predict_teacher)
+from evals.suite import Example, SuiteConfig, load_examples, training_instruction
+
+Track = Callable[[str, int | None], Callable[[int], None]]
+
+
+@dataclass
+class EvalRun:
+    results: dict
+    folder: Path
+
+    @property
+    def verdict(self) -> str:
+        return self.results["verdict"]["decision"]
+
+
+def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = None, gate: GateConfig | None = None,
+             project: Project | None = None, track: Track | None = None) -> EvalRun:
+    from training import registry
+
+    project = project or Project.current()
+    track = track or (lambda _d, _t: (lambda _n=1: None))
+    store = DatasetStore(project.datasets)
+    candidate = registry.get(project, model_ref)
+    contestants, warnings = _contestants(project, candidate, against if against is not None else suite.against)
+
+    dataset_ref = _dataset_for(suite, candidate)
+    examples, where = load_examples(suite, store=store, dataset_ref=dataset_ref)
+    train_version = _version_or_none(store, candidate.dataset)
+    instruction = (QA_INSTRUCTION if suite.task == "qa" else
+                   suite.prompt.instruction if suite.prompt.instruction != "from_training" else
+                   training_instruction(suite.task, train_version) or _task_instruction(suite, train_version))
+    labels = _labels(suite, train_version)
+    warnings += lineage.contamination(examples, train_version)
+
+    cache = PredictionCache(project.db())
+    predictions: dict[str, list[Prediction]] = {}
+    spend: dict[str, dict] = {}
+    started = time.time()
+    for c in contestants:
+        advance = track(f"predict {c.label}", len(examples))
+        if c.kind in ("teacher", "rule"):
+            predictions[c.key], spend[c.key] = predict_teacher(
+                c, suite, examples, instruction, project=project, labels=labels,
+                budget_usd=suite.judge.budget_usd, progress=advance)
+        else:
+            predictions[c.key] = predict_model(c, suite, examples, instruction, cache=cache, labels=labels,
+                                               progress=advance)
+
+    items = _items(suite, examples, contestants, predictions, track)
+    metric_names = suite.metrics
+    scores, missing = {}, {}
+    for c in contestants:
+        scores[c.key] = {}
+        for name in metric_names:
+            value = get_metric(name).score(items[c.key])
+            scores[c.key][name] = value
+            if value is None:
+                missing.setdefault(c.key, {})[name] = _why_missing(name, c)
+
+    baselines = [c for c in contestants if c.kind != "candidate"]
+    comparisons = [compare.paired_bootstrap(get_metric(m), items["candidate"], items[b.key], baseline_key=b.key).as_dict()
+                   for b in baselines for m in metric_names if get_metric(m).higher_is_better is not None]
+    head = get_metric(suite.headline)
+    ids = [ex.id for ex in examples]
+    regressions = {b.key: compare.regressions(head, items["candidate"], items[b.key], ids) for b in baselines}
+
+    results = {
+        "schema": 1,
+        "run_id": run_id(candidate.name, candidate.version, suite.name),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "suite": {"name": suite.name, "version": suite.version, "task": suite.task, "headline": suite.headline,
+                  "key": suite.key, "data": where, "instruction": instruction, "config": suite.model_dump(mode="json")},
+        "candidate": "candidate",
+        "models": [{"key": c.key, "label": c.label, "kind": c.kind} for c in contestants],
+        "metrics": [get_metric(m).info() for m in metric_names],
+        "scores": scores,
+        "missing": missing,
+        "comparisons": comparisons,
+        "details": _details(suite, contestants, items),
+        "examples": _examples_json(suite, examples, contestants, predictions, items, metric_names),
+        "regressions": regressions,
+        "training": lineage.training(candidate),
+        "ondevice": lineage.ondevice(candidate),
+        "lineage": lineage.lineage(store, candidate, spend),
+        "warnings": warnings,
+        "human": None,
+        "eval_seconds": round(time.time() - started, 1),
+    }
+    results["trend"] = lineage.trend(project, candidate, suite, scores["candidate"].get(suite.headline),
+                                     scores.get("previous", {}).get(suite.headline))
+    results["verdict"] = evaluate_gate(gate, results)
+    folder = save(project, results)
+    lineage.record_verdict(project, candidate, results, folder)
+    return EvalRun(results, folder)
+
+
+def run_id(name: str, version: str, suite: str) -> str:
+    return f"{name}-{version}-{suite}"
+
+
+def save(project: Project, results: dict) -> Path:
+    """results.json and index.html into reports/<run>/, each written to a temp file and renamed."""
+    from evals.report import write_report
+
+    folder = project.reports / results["run_id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".results.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(results, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, folder / "results.json")
+    write_report(results, folder)
+    return folder
+
+
+def load_results(project: Project, run: str) -> tuple[dict, Path]:
+    """A stored run by id (reports/<id>) or by folder path."""
+    folder = Path(run)
+    if not (folder / "results.json").is_file():
+        folder = project.reports / run
+    if not (folder / "results.json").is_file():
+        known = sorted(p.parent.name for p in project.reports.glob("*/results.json")) if project.reports.is_dir() else []
+        raise NotFoundError("eval run", run, known)
+    return json.loads((folder / "results.json").read_text(encoding="utf-8")), folder
+
+
+# ---------------------------------------------------------------- who is compared
+
+def _contestants(project: Project, candidate, against: list[str]) -> tuple[list[Contestant], list[str]]:
+    from training import registry
+
+    found = [Contestant("candidate", candidate.ref, "candidate", f"{candidate.ref}@{candidate.created_at}",
+                        folder=candidate.path)]
+    warnings = []
+    for name in dict.fromkeys(against):
+        if name == "previous":
+            if candidate.parent is None:
+                warnings.append(f"{candidate.ref} has no previous version; nothing to compare it with as 'previous'.")
+                continue
+            parent = registry.get(project, candidate.parent)
+            found.append(Contestant("previous", parent.ref, "previous", f"{parent.ref}@{parent.created_at}",
+                                    folder=parent.path))
+        elif name == "base":
+            found.append(Contestant("base", f"{candidate.base_model} (base, zero-shot)", "base",
+                                    f"base:{candidate.base_model}", base=candidate.base_model))
+        else:
+            spec = name.removeprefix("teacher:")
+            provider = spec.split(":", 1)[0]
+            from curation.synth.teachers import TEACHERS
+
+            if provider not in TEACHERS:
+                raise NotFoundError("baseline", name, ["previous", "base", *[f"{p}:<model>" for p in TEACHERS]])
+            kind = "rule" if provider == "rule" else "teacher"
+            found.append(Contestant(spec if kind == "rule" else f"teacher:{spec}", spec, kind, f"teacher:{spec}",
+                                    spec=spec))
+    return found, warnings
+
+
+def _dataset_for(suite: SuiteConfig, candidate) -> str | None:
+    """Split suites read the candidate's own dataset version when the suite names that dataset unpinned,
+    so 'test' is the test split the candidate's training never saw."""
+    wanted = suite.data.dataset
+    if wanted and "@" not in wanted and candidate.dataset.split("@")[0] == wanted:
+        return candidate.dataset
+    return wanted
+
+
+def _version_or_none(store: DatasetStore, ref: str):
+    try:
+        return store.get(ref)
+    except AssayError:
+        return None
+
+
+def _task_instruction(suite: SuiteConfig, version) -> str:
+    from curation.synth.tasks import Prompt, get_task
+
+    return get_task(suite.task).student_instruction(Prompt(labels=_labels(suite, version)))
+
+
+def _labels(suite: SuiteConfig, version):
+    if suite.task != "classify":
+        return None
+    from curation.synth.tasks import Labels
+
+    cats = sorted(c for c in version.data()["category"].unique().to_list() if c) if version is not None else []
+    return Labels(tuple(cats), ("low", "medium", "high"), ("work", "personal"))
+
+
+def _why_missing(metric: str, c: Contestant) -> str:
+    needs = get_metric(metric).needs
+    if "logprobs" in needs and c.kind in ("teacher", "rule"):
+        return "a teacher's token probabilities are not available"
+    if "teacher" in needs:
+        return "no teacher in this comparison (add --against teacher:SPEC)"
+    return "no example could be scored"
+
+
+# ---------------------------------------------------------------- items, embeddings
+
+def _items(suite: SuiteConfig, examples: list[Example], contestants: list[Contestant],
+           predictions: dict[str, list[Prediction]], track: Track) -> dict[str, list[Item]]:
+    teacher = next((c.key for c in contestants if c.kind == "teacher"), None) or \
+        next((c.key for c in contestants if c.kind == "rule"), None)
+    items = {}
+    for c in contestants:
+        items[c.key] = [Item(p.text, ex.reference, p.value,
+                             {"label_field": suite.prompt.label_field, "nll": p.nll, "tokens": p.tokens})
+                        for ex, p in zip(examples, predictions[c.key])]
+    if any("embeddings" in get_metric(m).needs for m in suite.metrics):
+        texts = {ex.reference_text for ex in examples}
+        texts |= {p.text for preds in predictions.values() for p in preds if p.text}
+        advance = track("embed outputs", len(texts))
+        vectors = _embed(sorted(texts), advance)
+        for c in contestants:
+            for k, (ex, item) in enumerate(zip(examples, items[c.key])):
+                item.extras["emb_prediction"] = vectors.get(item.prediction)
+                item.extras["emb_reference"] = vectors.get(ex.reference_text)
+                if teacher and c.key != teacher:
+                    item.extras["emb_teacher"] = vectors.get(predictions[teacher][k].text)
+    return items
+
+
+def _embed(texts: list[str], advance: Callable[[int], None]) -> dict[str, list[float]]:
+    from assay.models import load_embedder
+
+    model = load_embedder()
+    found = {}
+    for start in range(0, len(texts), 64):
+        chunk = texts[start:start + 64]
+        vecs = model.encode(chunk, normalize_embeddings=True, convert_to_numpy=True)
+        found.update({t: v.tolist() for t, v in zip(chunk, vecs)})
+        advance(len(chunk))
+    return found
+
+
+def _details(suite: SuiteConfig, contestants: list[Contestant], items: dict[str, list[Item]]) -> dict:
+    if suite.task != "classify":
+        return {}
+    from evals.metrics import confusion, per_class
+
+    return {c.key: {"confusion": confusion(items[c.key]), "per_class": per_class(items[c.key])} for c in contestants}
+
+
+def _examples_json(suite: SuiteConfig, examples: list[Example], contestants: list[Contestant],
+                   predictions: dict[str, list[Prediction]], items: dict[str, list[Item]], names: list[str]) -> list:
+    from evals.metrics import words
+
+    scored = [m for m in names if get_metric(m).corpus is None or m in ("field_f1", "field_precision", "field_recall")]
+    rows = []
+    for k, ex in enumerate(examples):
+        rows.append({
+            "id": ex.id, "note_id": ex.note_id, "title": ex.title, "text": ex.text, "reference": ex.reference_text,
+            "question": ex.question, "category": ex.category, "words": words(ex.text),
+            "predictions": {c.key: predictions[c.key][k].text for c in contestants},
+            "failures": {c.key: predictions[c.key][k].reason for c in contestants if predictions[c.key][k].reason},
+            "scores": {c.key: {m: _round(get_metric(m).per_example(items[c.key][k])) for m in scored}
+                       for c in contestants},
+        })
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)

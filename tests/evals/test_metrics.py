@@ -1,0 +1,196 @@
+"""The metrics registry against hand-computed values, the paired bootstrap's coverage, the gate's rules."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evals.compare import direction, paired_bootstrap, regressions
+from evals.gate import NO_SHIP, SHIP, GateConfig, evaluate_gate
+from evals.metrics import METRICS, Item, Metric, get_metric, repetition, rouge, rouge_l, token_f1
+
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
+
+
+def score(name, pairs, **extras):
+    return get_metric(name).score([Item(p, r, v, dict(extras)) for p, r, v in pairs])
+
+
+# ---------------------------------------------------------------- ROUGE: one implementation, rouge-score's numbers
+
+def test_rouge_hand_values():
+    assert rouge_l("the cat sat on the mat", "the cat is on the mat") == pytest.approx(5 / 6)
+    # punctuation and case do not count: the old whitespace ROUGE scored this 0.67, the old \w one 1.0
+    assert rouge_l("The cat sat.", "the cat sat") == 1.0
+    assert rouge("a b c", "a c d e")["rougeL"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+    assert rouge("a b c d", "a b x d")["rouge2"] == pytest.approx(1 / 3)  # bigrams ab, bc, cd vs ab, bx, xd
+    assert rouge_l("", "") == 1.0 and rouge_l("", "x") == 0.0 and rouge_l("dog", "the cat") == 0.0
+    # stemming: "jumps" and "jumping" are one word
+    assert rouge_l("the fox jumps", "the fox jumping") == 1.0
+
+
+def test_rouge_equals_rouge_score_on_english_text():
+    from rouge_score import rouge_scorer
+
+    reference = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    gold = [json.loads(line)["summary"] for line in (SAMPLE / "gold.jsonl").read_text().splitlines()]
+    pairs = list(zip(gold, gold[1:] + gold[:1])) + [(g, g[: len(g) // 2]) for g in gold]
+    for a, b in pairs:
+        a, b = a.encode("ascii", "ignore").decode(), b.encode("ascii", "ignore").decode()
+        ours, theirs = rouge(a, b), {k: v.fmeasure for k, v in reference.score(b, a).items()}
+        assert ours == pytest.approx(theirs, abs=1e-12), (a, b)
+
+
+def test_rouge_keeps_non_ascii_words():
+    # rouge-score's tokenizer turns "Müller" into "m ller" and a Greek sentence into nothing
+    assert rouge_l("Müller kommt morgen", "Müller kommt") == pytest.approx(0.8)
+    assert rouge_l("καλημέρα κόσμε", "καλημέρα κόσμε") == 1.0
+    assert rouge_l("καλημέρα κόσμε", "αντίο") == 0.0
+
+
+def test_training_and_selection_use_the_registry_rouge():
+    from curation.synth import select
+    from training import callbacks
+
+    assert select.rouge_l is rouge_l and callbacks.rouge_l is rouge_l
+
+
+# ---------------------------------------------------------------- the other tasks
+
+def test_squad_style_answers():
+    assert token_f1("The Kestrel pilot", "kestrel pilot!") == 1.0
+    assert token_f1("eight weeks long", "eight weeks") == pytest.approx(0.8)
+    assert score("exact_match", [("The pilot.", "pilot", None), ("a pilot run", "pilot", None)]) == 0.5
+
+
+def test_classification_accuracy_macro_f1_and_confusion():
+    refs, preds = ["a", "a", "b", "c"], ["a", "b", "b", None]
+    items = [Item(p, r, p) for p, r in zip(preds, refs)]
+    assert get_metric("accuracy").score(items) == 0.5
+    # a: P 1, R 1/2; b: P 1/2, R 1; c: nothing right -> (2/3 + 2/3 + 0) / 3
+    assert get_metric("macro_f1").score(items) == pytest.approx(4 / 9)
+    from evals.metrics import confusion
+
+    table = confusion(items)
+    assert table["labels"] == ["a", "b", "c", "(no answer)"]
+    assert table["matrix"] == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+
+
+def test_classification_reads_the_label_field_of_a_json_answer():
+    items = [Item('{"category": "Work"}', "work", {"category": "Work", "importance": "low"}, {"label_field": "category"})]
+    assert get_metric("accuracy").score(items) == 1.0
+
+
+def test_extraction_fields():
+    ref = {"people": ["Anna", "Ben"], "dates": ["May 3"], "action_items": [], "urls": []}
+    pred = {"people": ["anna"], "dates": ["May 3", "June"], "action_items": [], "urls": []}
+    items = [Item("{}", ref, pred), Item("not json", ref, None)]
+    # first: tp 2, predicted 3, expected 3; second: nothing predicted, 3 expected
+    assert get_metric("field_precision").score(items) == pytest.approx(2 / 3)
+    assert get_metric("field_recall").score(items) == pytest.approx(2 / 6)
+    assert get_metric("field_f1").score(items) == pytest.approx(2 * (2 / 3) * (1 / 3) / (2 / 3 + 1 / 3))
+    assert get_metric("json_valid").score(items) == 0.5
+
+
+def test_perplexity_is_exp_of_mean_token_nll():
+    items = [Item("x", "y", extras={"nll": 2.0, "tokens": 4}), Item("x", "y", extras={"nll": 6.0, "tokens": 4})]
+    assert get_metric("perplexity").score(items) == pytest.approx(math.exp(1.0))
+    assert get_metric("perplexity").score([Item("x", "y")]) is None  # no log-probs: not computable, not zero
+
+
+def test_length_and_repetition():
+    assert repetition("a b c a b c") == pytest.approx(1 / 4)  # abc bca cab abc: one of four repeats
+    assert repetition("a fluent sentence with no loops") == 0.0
+    ok = "The pilot succeeds if every stop has a reading and routes run on time."
+    assert score("length_ok", [(ok, "", None), (ok + " " + ok + " " + ok, "", None), ("Too short.", "", None)]) \
+        == pytest.approx(1 / 3)
+
+
+def test_every_metric_declares_its_direction():
+    for metric in METRICS.values():
+        assert metric.higher_is_better in (True, False, None) and metric.description
+
+
+# ---------------------------------------------------------------- paired bootstrap
+
+def _values_metric() -> Metric:
+    return Metric("value", "value", True, "the item's value", lambda i: i.value)
+
+
+def test_bootstrap_ci_covers_a_known_difference_at_about_the_stated_rate():
+    rng = np.random.default_rng(7)
+    metric, true_delta, covered, trials = _values_metric(), 0.05, 0, 200
+    for trial in range(trials):
+        base = rng.uniform(0.2, 0.6, size=60)
+        cand = base + true_delta + rng.normal(0, 0.15, size=60)
+        d = paired_bootstrap(metric, [Item("", "", v) for v in cand], [Item("", "", v) for v in base],
+                             baseline_key="b", resamples=1000, seed=trial)
+        covered += d.ci_low <= true_delta <= d.ci_high
+    assert 0.88 <= covered / trials <= 0.99, covered / trials
+
+
+def test_bootstrap_is_paired_and_says_better_only_when_the_interval_clears_zero():
+    metric = _values_metric()
+    base = [Item("", "", v) for v in np.linspace(0, 1, 40)]
+    # a small but consistent gain on every example: unpaired intervals would straddle zero, paired ones do not
+    better = paired_bootstrap(metric, [Item("", "", i.value + 0.01) for i in base], base, baseline_key="b")
+    assert better.verdict == "better" and better.ci_low == pytest.approx(0.01) and better.delta == pytest.approx(0.01)
+    assert direction(False, 0.1, 0.2) == "worse" and direction(True, -0.1, 0.2) == "unclear"
+
+
+def test_bootstrap_of_a_corpus_metric_and_regressions():
+    f1 = get_metric("macro_f1")
+    refs = ["a", "b"] * 20
+    cand = [Item(r, r, r) for r in refs]
+    base = [Item(r, r, "a" if k % 4 == 1 else r) for k, r in enumerate(refs)]  # every other "b" missed
+    d = paired_bootstrap(f1, cand, base, baseline_key="base", resamples=300)
+    assert d.delta > 0 and d.ci_low <= d.delta <= d.ci_high and d.verdict == "better"
+    acc = get_metric("accuracy")
+    worse = regressions(acc, base, cand, [str(k) for k in range(len(refs))])
+    assert [w["id"] for w in worse] == [str(k) for k in range(len(refs)) if k % 4 == 1]
+
+
+# ---------------------------------------------------------------- the gate
+
+def _results(delta, low, high, verdict, length_ok=0.9, models=("candidate", "base")):
+    return {
+        "candidate": "candidate",
+        "models": [{"key": k, "label": k, "kind": k} for k in models],
+        "metrics": [get_metric("rougeL").info(), get_metric("length_ok").info()],
+        "scores": {"candidate": {"rougeL": 0.2 + delta, "length_ok": length_ok}, "base": {"rougeL": 0.2}},
+        "comparisons": [{"metric": "rougeL", "baseline": "base", "candidate_value": 0.2 + delta, "baseline_value": 0.2,
+                         "delta": delta, "ci_low": low, "ci_high": high, "n": 30, "verdict": verdict}],
+        "ondevice": [],
+    }
+
+
+def test_gate_ship_and_no_ship_name_the_failing_rules():
+    gate = GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "base", "must": "better"},
+                                                {"metric": "rougeL", "against": "previous", "ci_low_at_least": -0.01},
+                                                {"metric": "length_ok", "at_least": 0.8}]})
+    ship = evaluate_gate(gate, _results(0.03, 0.01, 0.05, "better"))
+    assert ship["decision"] == SHIP and [r["passed"] for r in ship["rules"]] == [True, None, True]
+    assert "Skipped: no previous" in ship["rules"][1]["explain"]
+    no = evaluate_gate(gate, _results(-0.0185, -0.0299, -0.0063, "worse", length_ok=0.5))
+    assert no["decision"] == NO_SHIP and [r["passed"] for r in no["rules"]] == [False, None, False]
+    assert "worse than base" in no["summary"] and "-1.85" in no["summary"] and "50.00" in no["summary"]
+
+
+def test_gate_fails_on_missing_evidence():
+    gate = GateConfig.model_validate({"rules": [{"metric": "latency_p95_ms", "at_most": 200},
+                                                {"metric": "json_valid", "at_least": 0.98}]})
+    verdict = evaluate_gate(gate, _results(0.03, 0.01, 0.05, "better"))
+    assert verdict["decision"] == NO_SHIP
+    assert "No on-device figure" in verdict["rules"][0]["explain"]
+    assert "not a metric of this suite" in verdict["rules"][1]["explain"]
+
+
+def test_gate_config_refuses_a_rule_without_a_condition():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="either a comparison"):
+        GateConfig.model_validate({"rules": [{"metric": "rougeL"}]})
+    with pytest.raises(ValidationError, match="set against"):
+        GateConfig.model_validate({"rules": [{"metric": "rougeL", "must": "better"}]})
