@@ -21,6 +21,7 @@ from collections import Counter
 from assay.errors import AssayError
 
 from curation.synth.cache import Cache, cache_key, cacheable, transaction
+from curation.synth.leases import Shared, running
 from curation.synth.ledger import Ledger
 from curation.synth.prices import max_input_tokens
 from curation.synth.providers import FATAL, TeacherError, classify
@@ -90,10 +91,22 @@ class BatchStore:
 async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, ledger: Ledger,
                     budget_usd: float | None = None, progress: Progress | None = None, run_id: str | None = None,
                     poll_s: float = 30.0, max_rounds: int = 3, max_per_batch: int | None = None) -> list[Reply]:
-    """Like run_requests, through the provider's batch API; resumable after a kill."""
+    """Like run_requests, through the provider's batch API; resumable after a kill.
+
+    A key another live run is submitting is left to it; its batch is then polled here too, and whichever
+    run lands it first stores the reply, which the other takes from the cache.
+    """
     if not hasattr(teacher, "submit_batch"):
         raise AssayError(f"{teacher.spec} has no batch API; run it without batch mode.")
     run_id = run_id or uuid.uuid4().hex[:12]
+    async with running(ledger.conn, run_id) as shared:
+        return await _run_batch(teacher, requests, cache, ledger, shared, budget_usd, progress, run_id, poll_s,
+                                max_rounds, max_per_batch)
+
+
+async def _run_batch(teacher: Teacher, requests: list[Request], cache: Cache, ledger: Ledger, shared: Shared,
+                     budget_usd: float | None, progress: Progress | None, run_id: str, poll_s: float,
+                     max_rounds: int, max_per_batch: int | None) -> list[Reply]:
     store = BatchStore(ledger.conn)
     keys = [cache_key(teacher.provider, teacher.model, r) for r in requests]
     results: dict[str, Reply] = cache.get_many(keys)
@@ -104,7 +117,7 @@ async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, 
              for k, r in todo.items()}
     per_batch = max_per_batch or MAX_PER_BATCH.get(teacher.provider, 10_000)
     total = len(set(keys))
-    budget, held = Budget(budget_usd), set()  # held: keys whose worst cost is reserved
+    budget, held = Budget(budget_usd, shared), set()  # held: keys whose worst cost is reserved
     tries: Counter[str] = Counter()  # submissions of each key in this run (a resumed one counts)
     resumed: set[str] = set()
 
@@ -112,7 +125,7 @@ async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, 
         if key in held:
             return True
         if force:  # already at the provider: it will be billed whatever we decide now
-            budget.reserved += worst[key]
+            budget.force(worst[key])
             ok: bool | None = True
         else:
             ok = budget.try_reserve(worst[key])
@@ -122,7 +135,13 @@ async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, 
 
     polls_failed = 0
     while pending := {k for k in todo if k not in results}:
-        await _recover_lost(teacher, store)
+        for key, reply in _take_landed(teacher, cache, ledger, run_id, pending, todo).items():
+            results[key] = reply
+            if key in held:
+                held.discard(key)
+                budget.release(worst[key], None)
+        pending -= set(results)
+        await _recover_lost(teacher, store, shared)
         open_subs = [s for s in store.unfinished(teacher.spec, "open")
                      if pending.intersection(store.keys(s["submission_id"]))]
         covered = {k for s in open_subs for k in store.keys(s["submission_id"])} & pending
@@ -132,12 +151,18 @@ async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, 
                 tries.update(set(store.keys(sub["submission_id"])) & pending)
         for key in covered:
             hold(key, force=True)
-        fresh = []
+        fresh, waiting = [], False
         for key in (k for k in todo if k in pending and k not in covered):
+            claim = shared.claim(key)
+            if claim != "mine":  # another run is submitting it, or has just landed it: looked at next round
+                waiting = True
+                continue
             ok = hold(key)
             if ok:
                 fresh.append(key)
-            elif ok is False:
+            else:
+                shared.release(key)
+            if ok is False:
                 break  # the budget is spent: nothing more is submitted
             # None: fits once the batches in flight land; tried again then
         for start in range(0, len(fresh), per_batch):
@@ -148,7 +173,7 @@ async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, 
             ledger.record(run_id=run_id, teacher=teacher.spec, key=None, mode="batch", status="batch_submitted",
                           metadata={"submission": submission, "requests": len(chunk)})
             open_subs.append(store.row(submission))
-        if not open_subs:
+        if not open_subs and not waiting:
             break
         await asyncio.sleep(poll_s)
         for sub in open_subs:
@@ -166,6 +191,7 @@ async def run_batch(teacher: Teacher, requests: list[Request], *, cache: Cache, 
             polls_failed = 0
             landed = _land(teacher, sub, answers, status, store, cache, ledger, run_id, results)
             for key, reply in landed.items():
+                shared.release(key)
                 if key in held:
                     held.discard(key)
                     budget.release(worst[key], reply)
@@ -186,8 +212,14 @@ def _land(teacher: Teacher, sub: sqlite3.Row, answers: dict[str, Reply], status:
     """Write a finished batch's replies and mark it done, in one transaction."""
     landed = {}
     with transaction(ledger.conn):
+        elsewhere = cache.get_many(store.keys(sub["submission_id"]))  # a concurrent run polled it first
         for key in store.keys(sub["submission_id"]):
             if key in results:
+                continue
+            if key in elsewhere:
+                ledger.record(run_id=run_id, teacher=teacher.spec, key=key, mode="batch", status="cache_hit",
+                              reply=elsewhere[key], metadata={"batch_id": sub["batch_id"]})
+                landed[key] = elsewhere[key]
                 continue
             reply = answers.get(key) or failed(teacher.spec, "batch_failed" if status == "failed"
                                                else "batch_missing_result", retryable=True)
@@ -222,11 +254,22 @@ async def _submit(teacher: Teacher, store: BatchStore, items: list[tuple[str, Re
     raise AssertionError("unreachable")
 
 
-async def _recover_lost(teacher: Teacher, store: BatchStore) -> None:
-    """Submissions whose create call never told us a batch id (a kill mid-call): find them or let them go."""
+async def _recover_lost(teacher: Teacher, store: BatchStore, shared: Shared) -> None:
+    """Submissions whose create call never told us a batch id (a kill mid-call): find them or let them go.
+    One whose keys a live run holds is being created right now, by that run."""
     for sub in store.unfinished(teacher.spec, "submitting"):
+        if shared.busy(store.keys(sub["submission_id"])):
+            continue
         found = await teacher.find_batch(sub["submission_id"], sub["created_at"], sub["n"], store.known_batch_ids())
         if found:
             store.opened(sub["submission_id"], found)
         else:
             store.mark(sub["submission_id"], "lost")
+
+
+def _take_landed(teacher: Teacher, cache: Cache, ledger: Ledger, run_id: str, pending: set[str],
+                 todo: dict[str, Request]) -> dict[str, Reply]:
+    """Replies a concurrent run landed since we last looked."""
+    hits = cache.get_many(sorted(pending))
+    _record_hits(ledger, run_id, teacher, list(hits), [todo[k] for k in hits], hits)
+    return hits

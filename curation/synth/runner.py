@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +24,7 @@ from assay.errors import AssayError
 from assay.project import Project
 
 from curation.synth.cache import Cache, cache_key, cacheable, transaction
+from curation.synth.leases import Shared, running
 from curation.synth.ledger import Ledger
 from curation.synth.limits import Limits
 from curation.synth.prices import UnknownPriceError, estimate_input_tokens, max_input_tokens
@@ -31,6 +33,7 @@ from curation.synth.teachers import Reply, Request, Teacher
 
 # faults after which the provider may have done (and billed) the work: counted against the budget
 UNCERTAIN = {"timeout", "connection_reset", "malformed_body"}
+POLL_S = 0.1  # how often a run looks at what concurrent runs did (a reply it waits for, a settled budget)
 
 Progress = Callable[[int, int], None]
 
@@ -39,56 +42,67 @@ class BudgetExceeded(AssayError):
     """The next call would have gone over the budget; what was done is cached, rerun with more to go on."""
 
     def __init__(self, *, budget_usd: float, spent_usd: float, uncertain_usd: float, done: int, remaining: int,
-                 replies: list[Reply | None]):
+                 replies: list[Reply | None], shared_usd: float = 0.0):
         self.budget_usd, self.spent_usd, self.uncertain_usd = budget_usd, spent_usd, uncertain_usd
         self.done, self.remaining, self.replies = done, remaining, replies
         maybe = f" (+ up to ${uncertain_usd:.4f} for calls whose answer was lost)" if uncertain_usd else ""
-        super().__init__(f"budget ${budget_usd:.4f} reached: spent ${spent_usd:.4f}{maybe} on {done} request(s); "
-                         f"{remaining} not sent. Replies so far are cached; rerun with a larger budget to go on.")
+        shared = (f" (${shared_usd:.4f} in all with the runs sharing it)"
+                  if shared_usd > spent_usd + uncertain_usd + 1e-9 else "")
+        super().__init__(f"budget ${budget_usd:.4f} reached: spent ${spent_usd:.4f}{maybe} on {done} request(s)"
+                         f"{shared}; {remaining} not sent. Replies so far are cached; rerun with a larger budget "
+                         f"to go on.")
 
 
-@dataclass
 class Budget:
-    """Worst-case reservations against a limit; a call that fits only once in-flight ones settle waits for them."""
+    """Worst-case reservations against a limit shared with concurrent runs (see leases.py); a call that fits
+    only once in-flight ones settle waits for them. `spent` and `uncertain` are this run's own."""
 
-    limit: float | None
-    spent: float = 0.0
-    uncertain: float = 0.0
-    reserved: float = 0.0
-    stopped: bool = False
-
-    def __post_init__(self) -> None:
+    def __init__(self, limit: float | None, shared: Shared):
+        self.limit, self.shared = limit, shared
+        self.spent = self.uncertain = self.reserved = 0.0
+        self.stopped = False
         self._settled = asyncio.Condition()
 
     def try_reserve(self, amount: float) -> bool | None:
         """True: reserved. False: can never fit, stop. None: fits once in-flight calls settle."""
         if self.stopped:
             return False
-        if self.limit is None or self.spent + self.uncertain + self.reserved + amount <= self.limit + 1e-12:
+        ok = self.shared.reserve(amount, self.limit)
+        if ok:
             self.reserved += amount
-            return True
-        if self.spent + self.uncertain + amount > self.limit + 1e-12 or self.reserved <= 0:
+        elif ok is False:
             self.stopped = True
-            return False
-        return None
+        return ok
+
+    def force(self, amount: float) -> None:
+        """Reserve without asking: the call is already at the provider and will be billed."""
+        self.shared.hold(amount)
+        self.reserved += amount
 
     async def reserve(self, amount: float) -> bool:
         async with self._settled:
             while (ok := self.try_reserve(amount)) is None:
-                await self._settled.wait()
+                try:  # a settle here notifies; one in another process is seen by asking again
+                    await asyncio.wait_for(self._settled.wait(), POLL_S)
+                except TimeoutError:
+                    pass
             return ok
 
-    async def settle(self, reserved: float, reply: Reply | None) -> None:
+    async def wake(self) -> None:
+        """Tell the calls of this run waiting for room that some may have been freed."""
         async with self._settled:
-            self.release(reserved, reply)
             self._settled.notify_all()
 
     def release(self, reserved: float, reply: Reply | None) -> None:
         self.reserved -= reserved
+        charged = 0.0
         if reply is not None:
             self.spent += reply.cost_usd
+            charged = reply.cost_usd
             if reply.error in UNCERTAIN:
                 self.uncertain += reserved
+                charged += reserved
+        self.shared.settle(reserved, charged)
 
 
 @dataclass
@@ -151,28 +165,53 @@ async def run_requests(teacher: Teacher, requests: list[Request], *, cache: Cach
         if progress:
             progress(done[0], total)
 
-    budget = Budget(budget_usd)
-    limits = limits or Limits.for_provider(teacher.provider)
-    if teacher.is_remote or teacher.batch_size == 1:
-        fatal = await _run_calls(teacher, todo, cache, ledger, limits, budget, run_id, finished)
-    else:
-        fatal = await _run_chunks(teacher, todo, cache, ledger, run_id, finished)
+    async with running(ledger.conn, run_id) as shared:
+        budget = Budget(budget_usd, shared)
+        limits = limits or Limits.for_provider(teacher.provider)
+        if teacher.is_remote or teacher.batch_size == 1:
+            fatal = await _run_calls(teacher, todo, cache, ledger, limits, budget, run_id, finished)
+        else:
+            fatal = await _run_chunks(teacher, todo, cache, ledger, run_id, finished)
+        pool_spent = shared.pool_spent()
     if fatal is not None:
         raise TeacherError(f"{teacher.spec}: {fatal.error}; stopped after {len(results)} of {total} request(s)."
                            + _hint(teacher, fatal.error))
     if budget.stopped:
         replies = [dataclasses.replace(results[k]) if k in results else None for k in keys]
         raise BudgetExceeded(budget_usd=budget_usd or 0.0, spent_usd=budget.spent, uncertain_usd=budget.uncertain,
-                             done=len(results), remaining=total - len(results), replies=replies)
+                             done=len(results), remaining=total - len(results), replies=replies,
+                             shared_usd=pool_spent)
     return [dataclasses.replace(results[k]) for k in keys]
 
 
 async def _run_calls(teacher: Teacher, todo: list[tuple[str, Request]], cache: Cache, ledger: Ledger,
                      limits: Limits, budget: Budget, run_id: str, finished: Callable) -> Reply | None:
-    """One request per call, `limits.concurrency` workers, retries with backoff."""
-    queue = iter(todo)
+    """One request per call, `limits.concurrency` workers, retries with backoff.
+
+    A key that a concurrent run is answering waits aside while the workers go on with the rest; it is
+    done when its reply lands in the cache, or sent here when that run let go of it without one.
+    """
+    queue = deque(todo)
+    waiting: dict[str, Request] = {}
+    looked = [0.0]
     fatal: list[Reply] = []
     price = teacher.price
+    shared = budget.shared
+
+    def from_cache(hits: dict[str, Reply], requests: dict[str, Request]) -> None:
+        _record_hits(ledger, run_id, teacher, list(hits), [requests[k] for k in hits], hits)
+        for key, reply in hits.items():
+            finished(key, reply)
+
+    def look() -> None:
+        """The waiting keys: take the replies that landed, send the ones let go without a reply."""
+        if time.monotonic() - looked[0] < POLL_S:
+            return
+        looked[0] = time.monotonic()
+        hits = cache.get_many(list(waiting))
+        from_cache(hits, {k: waiting.pop(k) for k in hits})
+        for key in set(waiting) - shared.busy(list(waiting)):
+            queue.append((key, waiting.pop(key)))
 
     async def attempt_all(key: str, request: Request) -> Reply | None:
         tokens = estimate_input_tokens(request.messages) + request.max_tokens
@@ -190,7 +229,8 @@ async def _run_calls(teacher: Teacher, todo: list[tuple[str, Request]], cache: C
                 ledger.complete(row, reply, time.monotonic() - started)
                 if cacheable(reply):
                     cache.put(key, reply)
-            await budget.settle(worst, reply)
+                budget.release(worst, reply)  # the spend is shared in the same commit as its ledger row
+            await budget.wake()
             used = reply.usage.get("input_tokens", 0) + reply.usage.get("output_tokens", 0)
             limits.settle(tokens, used if used else tokens)
             if reply.error in FATAL:
@@ -207,10 +247,25 @@ async def _run_calls(teacher: Teacher, todo: list[tuple[str, Request]], cache: C
         return None
 
     async def worker() -> None:
-        for key, request in queue:
-            if fatal or budget.stopped:
-                return
-            reply = await attempt_all(key, request)
+        while not (fatal or budget.stopped):
+            if not queue:
+                if not waiting:
+                    return
+                await asyncio.sleep(POLL_S)
+                look()
+                continue
+            key, request = queue.popleft()
+            claim = shared.claim(key)
+            if claim == "busy":
+                waiting[key] = request
+                continue
+            if claim == "cached":
+                from_cache(cache.get_many([key]), {key: request})
+                continue
+            try:
+                reply = await attempt_all(key, request)
+            finally:
+                shared.release(key)
             if reply is not None:
                 finished(key, reply)
 
