@@ -75,6 +75,7 @@ class Shared:
     def __init__(self, conn: sqlite3.Connection, run_id: str, ttl_s: float = TTL_S):
         self.conn, self.run_id, self.ttl_s = conn, run_id, ttl_s
         self.pool = ""
+        self.claimed: set[str] = set()  # this call's leases (calls of one run id may run side by side)
         for statement in SCHEMA:
             conn.execute(statement)
 
@@ -101,7 +102,8 @@ class Shared:
 
     def end(self) -> None:
         with transaction(self.conn):
-            self.conn.execute("DELETE FROM synth_leases WHERE run_id=?", (self.run_id,))
+            for key in self.claimed:
+                self.conn.execute("DELETE FROM synth_leases WHERE key=? AND run_id=?", (key, self.run_id))
             self.conn.execute("UPDATE synth_runs SET active=MAX(0, active-1) WHERE run_id=?", (self.run_id,))
 
     async def heartbeat(self) -> None:
@@ -122,10 +124,12 @@ class Shared:
             if holder is not None and holder["run_id"] != self.run_id and alive(holder):
                 return "busy"
             self.conn.execute("INSERT OR REPLACE INTO synth_leases VALUES (?,?,?)", (key, self.run_id, time.time()))
+            self.claimed.add(key)
             return "mine"
 
     def release(self, key: str) -> None:
         self.conn.execute("DELETE FROM synth_leases WHERE key=? AND run_id=?", (key, self.run_id))
+        self.claimed.discard(key)
 
     def busy(self, keys: list[str]) -> set[str]:
         """The keys among these that a live other run holds."""

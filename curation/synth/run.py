@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,7 @@ class Session:
         self.prices = PriceTable(cfg.prices)
         self.cache, self.ledger = open_state(project)
         self.calls = Calls()
+        self.run_id = uuid.uuid4().hex[:12]  # one run in the ledger: a shared budget counts all its teachers
         self._kept: dict[str, Teacher] = dict(injected or {})
         self._limits: dict[str, Limits] = {}
 
@@ -127,7 +129,7 @@ class Session:
             batch = self.cfg.batch and hasattr(teacher, "submit_batch")  # local and rule teachers have none
             replies = await run_requests(teacher, requests, cache=self.cache, ledger=self.ledger,
                                          limits=self.limits(teacher.provider), budget_usd=budget, progress=progress,
-                                         batch=batch, poll_s=self.cfg.batch_poll_s)
+                                         batch=batch, poll_s=self.cfg.batch_poll_s, run_id=self.run_id)
             advance(len(requests) - seen[0])
             self.calls.add(teacher.spec, replies)
             return replies
@@ -136,11 +138,11 @@ class Session:
             try:
                 if self.cfg.budget_usd is None:
                     return list(await asyncio.gather(*(one(t, r, label, None) for t, r, label in jobs if r)))
-                # one budget across teachers: each gets what the ones before it left
+                # one budget across teachers: the run's spend so far counts against it (leases.py)
                 out = []
                 for teacher, requests, label in jobs:
                     if requests:
-                        out.append(await one(teacher, requests, label, max(0.0, self.cfg.budget_usd - self.calls.spent)))
+                        out.append(await one(teacher, requests, label, self.cfg.budget_usd))
                 return out
             finally:
                 for teacher, _, _ in jobs:

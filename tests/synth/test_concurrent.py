@@ -152,5 +152,12 @@ def test_expired_lease_is_taken_over_and_a_live_one_is_not(env):
         other.end()  # ended holding 0.1: released
         assert owner.reserve(0.2, limit=1.5) is True  # 0.9 spent + 0.4 + 0.2 held
         assert owner.reserve(0.2, limit=1.5) is None and owner.reserve(0.7, limit=1.5) is False
+        owner.end()
+        # every run has ended: a new one has its budget to itself, a run id used again keeps its spend
+        fresh, again = Shared(ledger.conn, "fresh"), Shared(ledger.conn, "other")
+        fresh.start()
+        assert fresh.pool_spent() == 0.0
+        again.start()
+        assert again.pool == fresh.pool and again.pool_spent() == pytest.approx(0.9)
     finally:
         cache.conn.close()
