@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from assay.errors import AssayError, InputError
+from assay.errors import AssayError, ConfigError, InputError
 
 app = typer.Typer(help="Turn note exports into small, shippable language models, with evidence.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -216,23 +216,34 @@ def models_pull(name: str) -> None:
 
 
 def run() -> None:
-    """Entry point: domain errors become one clear line and a non-zero exit (tracebacks with --debug)."""
-    import click
+    """Entry point: usage and domain errors become one clear line and a non-zero exit (tracebacks with --debug)."""
+    from assay.display import safe
 
+    usage, other, exits, aborts, help_only = _click_errors()
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except help_only as exc:  # `assay` or `assay datasets` alone: the help is the answer
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except usage as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())  # typer's own wording, on one line
+        err_console.print(f"[bold red]error:[/bold red] {safe(message)}{safe(where)}", highlight=False)
+        sys.exit(exc.exit_code)
+    except other as exc:
+        err_console.print(f"[bold red]error:[/bold red] {safe(exc.format_message())}", highlight=False)
+        sys.exit(exc.exit_code)
+    except aborts:
         err_console.print("[yellow]aborted[/yellow]")
         sys.exit(1)
     except AssayError as exc:
         if os.environ.get("ASSAY_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        # a config's problems are one per line; anything else is one line, whatever the data held
+        text = safe(str(exc), newlines=isinstance(exc, ConfigError))
+        err_console.print(f"[bold red]error:[/bold red] {text}", highlight=False)
         if isinstance(exc, InputError) and "curate" in sys.argv and "--skip-invalid" not in sys.argv:
             err_console.print("hint: --skip-invalid quarantines bad records with their reason and goes on")
         sys.exit(exc.exit_code)
@@ -240,3 +251,20 @@ def run() -> None:
         err_console.print("[yellow]interrupted[/yellow]")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_errors() -> tuple[tuple[type, ...], ...]:
+    """The exception classes of the click that typer runs on: (usage, other, exit, abort, no-args help).
+    typer 0.29 vendors its own click (typer._click), whose errors are not click's; older typer used click."""
+    modules = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            modules.append(__import__(name, fromlist=["UsageError"]))
+        except ImportError:
+            continue
+
+    def found(attr: str, *extra: type) -> tuple[type, ...]:
+        return tuple(dict.fromkeys([*(getattr(m, attr) for m in modules if hasattr(m, attr)), *extra]))
+
+    return (found("UsageError"), found("ClickException"), found("Exit", typer.Exit), found("Abort", typer.Abort),
+            found("NoArgsIsHelpError"))

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+
+# C0 and C1 control characters (tab and newline aside) and the bidi overrides that reorder what a terminal shows
+_CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[{_CONTROL}]")
+_UNSAFE_OR_NEWLINE = re.compile(f"[{_CONTROL}\n]")
+
+
+def safe(value: object, *, newlines: bool = False) -> str:
+    """User data (note text, ids, categories, file names, error messages) ready for rich: markup shows as
+    written instead of being interpreted, and control characters show as escapes instead of reaching the
+    terminal (an ESC sequence could clear or rewrite the screen)."""
+    pattern = _UNSAFE if newlines else _UNSAFE_OR_NEWLINE
+    text = pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    return escape(text)
 
 
 @contextmanager
@@ -35,15 +52,16 @@ def show_curate_run(console: Console, version) -> None:
         table.add_column(col, justify="right" if col in ("in", "kept", "dropped") else "left")
     for step in m.get("steps", []):
         reasons = ", ".join(f"{r}={n}" for r, n in step["dropped"].items()) or "-"
-        table.add_row(step["step"], str(step["in"]), str(step["kept"]), str(sum(step["dropped"].values())), reasons)
+        table.add_row(safe(step["step"]), str(step["in"]), str(step["kept"]), str(sum(step["dropped"].values())),
+                      safe(reasons))
     console.print(table)
     gaps = m.get("gaps", [])
     if gaps:
         console.print(f"[bold]{len(gaps)} coverage gap(s)[/bold] (for synthetic generation): "
-                      + ", ".join(f"{g['cell']} needs {g['missing']}" for g in gaps))
+                      + safe(", ".join(f"{g['cell']} needs {g['missing']}" for g in gaps)))
     splits = m.get("splits", {})
     console.print("splits: " + ", ".join(f"{k}={splits.get(k, 0)}" for k in ("train", "validation", "test")))
-    console.print(f"written to {version.path}")
+    console.print(f"written to {safe(version.path)}")
 
 
 def show_synth_run(console: Console, run) -> None:
@@ -54,7 +72,7 @@ def show_synth_run(console: Console, run) -> None:
         lines = {**run.estimate.get("teachers", {}), "total": run.estimate.get("total", {})}
         for spec, line in lines.items():
             cost = f"{line.get('cost_usd', 0):.4f}" if line.get("cost_known", True) else "unknown price"
-            table.add_row(spec, *(str(line.get(k, "")) for k in ("requests", "cached", "to_send", "input_tokens",
+            table.add_row(safe(spec), *(str(line.get(k, "")) for k in ("requests", "cached", "to_send", "input_tokens",
                                                                    "max_output_tokens")), cost)
         console.print(table)
         return
@@ -64,41 +82,42 @@ def show_synth_run(console: Console, run) -> None:
         table.add_column(col)
     for spec, line in m["calls"].items():
         cost = f"{line['cost_usd']:.4f}" if line["cost_known"] else "unknown price"
-        table.add_row(spec, str(line["requests"]), str(line["cache_hits"]), str(line["calls"]), str(line["failed"]),
-                      f"{line['input_tokens']}/{line['output_tokens']}", cost)
+        table.add_row(safe(spec), str(line["requests"]), str(line["cache_hits"]), str(line["calls"]),
+                      str(line["failed"]), f"{line['input_tokens']}/{line['output_tokens']}", cost)
     console.print(table)
     if m.get("failures"):
-        console.print("failed candidates: " + ", ".join(f"{r}={n}" for r, n in m["failures"].items()))
+        console.print("failed candidates: " + safe(", ".join(f"{r}={n}" for r, n in m["failures"].items())))
     egress = m.get("egress", {})
     console.print(f"left the machine: {egress.get('rows_left_machine', 0)} rows "
                   f"({egress.get('rows_redacted', 0)} redacted, {egress.get('rows_unredacted', 0)} unredacted)")
     for line in m.get("gap_fill") or []:
-        console.print(f"gap {line['cell']}: missing {line['missing']}, asked {line['requested']}, "
+        console.print(f"gap {safe(line['cell'])}: missing {line['missing']}, asked {line['requested']}, "
                       f"kept {line['synthetic_kept']} new notes, still missing {line['still_missing']}")
-    console.print(f"written to {run.version.path}")
+    console.print(f"written to {safe(run.version.path)}")
 
 
 def show_dataset_list(console: Console, store) -> None:
-    table = Table(title=f"datasets in {store.root}")
+    table = Table(title=f"datasets in {safe(store.root)}")
     for col in ("name", "version", "rows", "step", "parents", "created", "content hash"):
         table.add_column(col)
     for name in store.names():
         for v in store.versions(name):
             m = v.manifest
-            table.add_row(name, m["version"], str(m["rows"]), m["step"], ", ".join(m.get("parents", [])) or "-",
-                          m["created_at"], m["content_hash"][:19])
+            cells = (name, m["version"], m["rows"], m["step"], ", ".join(m.get("parents", [])) or "-",
+                     m["created_at"], m["content_hash"][:19])
+            table.add_row(*map(safe, cells))
     console.print(table)
 
 
 def show_version(console: Console, version, *, clusters: int = 10, rejects: int = 3) -> None:
-    show_curate_run(console, version) if version.manifest.get("steps") else console.print(version.ref)
+    show_curate_run(console, version) if version.manifest.get("steps") else console.print(safe(version.ref))
     m = version.manifest
     if m.get("coverage"):
         cov = Table(title="coverage (after balance)")
         for col in ("cell", "rows", "target", "missing"):
             cov.add_column(col)
         for c in m["coverage"]:
-            cov.add_row(c["cell"], str(c["rows"]), str(c["target"]), str(c["missing"]) if c["missing"] else "")
+            cov.add_row(safe(c["cell"]), str(c["rows"]), str(c["target"]), str(c["missing"]) if c["missing"] else "")
         console.print(cov)
     table = version.table("clusters")
     if clusters and table is not None and table.height:
@@ -118,13 +137,13 @@ def _show_clusters(console: Console, clusters, rejects, limit: int) -> None:
         texts = dict(zip(rejects["note_id"], rejects["text"]))
     for cid in ids[:limit]:
         members = clusters.filter(pl.col("cluster_id") == cid)
-        t = Table(title=f"cluster {cid} ({members['kind'][0]})", show_header=True)
+        t = Table(title=safe(f"cluster {cid} ({members['kind'][0]})"), show_header=True)
         for col in ("note_id", "kept", "similarity", "why", "text"):
             t.add_column(col, overflow="fold")
         for row in members.iter_rows(named=True):
             text = (texts.get(row["note_id"]) or "")[:80]
-            t.add_row(row["note_id"], "kept" if row["kept"] else "dropped", f"{row['similarity']:.2f}",
-                      row["why"] if row["kept"] else "", text)
+            t.add_row(safe(row["note_id"]), "kept" if row["kept"] else "dropped", f"{row['similarity']:.2f}",
+                      safe(row["why"]) if row["kept"] else "", safe(text))
         console.print(t)
 
 
@@ -138,7 +157,8 @@ def _show_rejects(console: Console, rejects, per_reason: int) -> None:
     for fam in family["family"].unique(maintain_order=True):
         for row in family.filter(pl.col("family") == fam).head(per_reason).iter_rows(named=True):
             where = f"{row.get('source_file') or ''}:{row.get('source_line') or ''}"
-            t.add_row(row["step"], row["reason"], str(row["note_id"]), where, (row["text"] or "")[:70].replace("\n", " "))
+            text = (row["text"] or "")[:70].replace("\n", " ")
+            t.add_row(*map(safe, (row["step"], row["reason"], row["note_id"], where, text)))
     console.print(t)
 
 
@@ -153,18 +173,19 @@ def show_diff(console: Console, a, b, *, examples: int = 5) -> None:
     removed = joined.filter(pl.col("text_b").is_null() & pl.col("text").is_not_null())
     changed = joined.filter(pl.col("text").is_not_null() & pl.col("text_b").is_not_null()
                             & pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_b")) for c in cols]))
-    console.print(f"{a.ref} ({da.height} rows) -> {b.ref} ({db.height} rows): "
+    console.print(f"{safe(a.ref)} ({da.height} rows) -> {safe(b.ref)} ({db.height} rows): "
                   f"[green]+{added.height} added[/green], [red]-{removed.height} removed[/red], "
                   f"[yellow]~{changed.height} changed[/yellow]")
     for label, frame, col in (("added", added, "text_b"), ("removed", removed, "text"), ("changed", changed, "text_b")):
         for row in frame.head(examples).iter_rows(named=True):
-            console.print(f"  {label:8} {row['note_id']}: {(row[col] or '')[:80]!r}")
+            console.print(f"  {label:8} {safe(row['note_id'])}: {safe(repr((row[col] or '')[:80]))}")
     ma, mb = a.manifest.get("dropped", {}), b.manifest.get("dropped", {})
     if ma or mb:
-        console.print("dropped per reason: " + ", ".join(
-            f"{r} {ma.get(r, 0)}->{mb.get(r, 0)}" for r in sorted(set(ma) | set(mb))))
+        console.print("dropped per reason: " + safe(", ".join(
+            f"{r} {ma.get(r, 0)}->{mb.get(r, 0)}" for r in sorted(set(ma) | set(mb)))))
     if a.manifest.get("config") != b.manifest.get("config"):
-        console.print("config differs: " + json.dumps(_dict_diff(a.manifest.get("config", {}), b.manifest.get("config", {}))))
+        changed = _dict_diff(a.manifest.get("config", {}), b.manifest.get("config", {}))
+        console.print("config differs: " + safe(json.dumps(changed)))
 
 
 def _dict_diff(x: dict, y: dict, prefix: str = "") -> dict:
@@ -180,19 +201,20 @@ def _dict_diff(x: dict, y: dict, prefix: str = "") -> dict:
 
 def show_model_version(console: Console, model) -> None:
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in model.metrics.items())
-    console.print(f"[green]registered[/green] {model.ref} (parent {model.parent or '-'}): base {model.base_model}, "
-                  f"data {model.dataset}, {model.wall_time_s:.0f} s on {model.device}", highlight=False)
-    console.print(f"metrics: {metrics}", highlight=False)
-    console.print(f"written to {model.path}")
+    console.print(f"[green]registered[/green] {safe(model.ref)} (parent {safe(model.parent or '-')}): base "
+                  f"{safe(model.base_model)}, data {safe(model.dataset)}, {model.wall_time_s:.0f} s on "
+                  f"{safe(model.device)}", highlight=False)
+    console.print(f"metrics: {safe(metrics)}", highlight=False)
+    console.print(f"written to {safe(model.path)}")
 
 
 def show_models(console: Console, rows: list[dict], title: str = "models") -> None:
     table = Table(title=title)
     if not rows:
-        console.print(f"{title}: none")
+        console.print(f"{safe(title)}: none")
         return
     for col in rows[0]:
-        table.add_column(str(col))
+        table.add_column(safe(col))
     for row in rows:
-        table.add_row(*(str(v) if v is not None else "-" for v in row.values()))
+        table.add_row(*(safe(v) if v is not None else "-" for v in row.values()))
     console.print(table)

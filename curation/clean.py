@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
+from html.parser import HTMLParser
 
 import polars as pl
 
@@ -12,10 +12,14 @@ from curation.config import CleanConfig
 from curation.steps import StepResult, split_by_reason
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# control characters (C0, DEL, C1) other than tab and newline: an ESC sequence in a note can clear or rewrite
+# a terminal and means nothing to a model; \v and \f are spacing, so they become spaces
+_CONTROL = dict.fromkeys([*range(0x00, 0x09), *range(0x0e, 0x20), *range(0x7f, 0xa0)], None) | {0x0b: " ", 0x0c: " "}
 _HTML_TAG = re.compile(r"<\s*/?\s*(div|p|br|span|en-note|en-todo|en-media|ul|ol|li|b|i|u|a|strong|em|h[1-6]|table|tr|td|font|hr|img)\b[^>]*>", re.I)
-_BLOCK_TAG = re.compile(r"<\s*(/\s*(div|p|li|h[1-6]|tr)|br\s*/?|hr\s*/?)\s*>", re.I)
-_ANY_TAG = re.compile(r"<[^>]{1,500}>")
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+# a block ends a line where it closes; a line break or rule is one where it stands
+_BLOCK = {"div", "p", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "pre"}
+_BREAK = {"br", "hr"}
+_DROPPED = {"script", "style", "head", "title", "template", "noscript"}  # content that is never note text
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -24,11 +28,46 @@ _URL = re.compile(r"https?://\S+")
 
 
 def strip_html(text: str) -> str:
-    """Turn HTML/ENML into plain text: block tags become newlines, entities are unescaped."""
-    text = _HTML_COMMENT.sub("", text)
-    text = _BLOCK_TAG.sub("\n", text)
-    text = _ANY_TAG.sub("", text)
-    return html.unescape(text)
+    """Turn HTML/ENML into the text a reader sees: block elements become line breaks, script and style
+    content is dropped, and escaped text such as "&lt;script&gt;" stays the characters it shows."""
+    parser = _TextOf()
+    parser.feed(text)
+    parser.close()
+    return "".join(parser.parts)
+
+
+class _TextOf(HTMLParser):
+    """Collects text nodes. A parser, not patterns: entities are decoded once, in text only, so escaped
+    markup never becomes a tag, and attributes or comments never leak into the text."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.dropping = 0  # depth inside <script>/<style>/...
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in _DROPPED:
+            self.dropping += 1
+        elif tag in _BREAK and not self.dropping:
+            self.parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        if tag in _BREAK and not self.dropping:  # <br/>
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROPPED:
+            self.dropping = max(0, self.dropping - 1)
+        elif tag in _BLOCK and not self.dropping:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.dropping:
+            self.parts.append(data)
+
+    def unknown_decl(self, data: str) -> None:
+        if data.startswith("CDATA["):  # XHTML (ENML) may wrap text in CDATA
+            self.handle_data(data[len("CDATA["):])
 
 
 def looks_like_html(text: str) -> bool:
@@ -39,6 +78,7 @@ def normalize(text: str | None, form: str = "NFKC") -> str | None:
     if text is None:
         return None
     text = unicodedata.normalize(form, text.replace("\r\n", "\n").replace("\r", "\n")).translate(_ZERO_WIDTH)
+    text = text.translate(_CONTROL)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
