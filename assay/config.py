@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from assay.errors import ConfigError
+from assay.errors import ConfigError, beyond_python, short
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -29,7 +29,9 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
         except OSError as exc:
             raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(source, [f"invalid YAML: {exc}"]) from exc
+            raise ConfigError(source, [f"invalid YAML: {_yaml_problem(exc)}"]) from None
+        except (RecursionError, ValueError) as exc:
+            raise ConfigError(source, [f"invalid YAML: {beyond_python(exc)}"]) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(source, [f"top level must be a mapping, got {type(loaded).__name__}"])
         data = loaded or {}
@@ -39,7 +41,15 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
         if not sep or not key:
             problems.append(f"override {item!r} is not key=value")
             continue
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            problems.append(f"override {item!r}: invalid YAML value: {_yaml_problem(exc)}")
+            continue
+        except (RecursionError, ValueError) as exc:
+            problems.append(f"override {item!r}: invalid YAML value: {beyond_python(exc)}")
+            continue
+        _set_dotted(data, key.strip(), value)
     if overrides:
         source += " + overrides"
     try:
@@ -63,8 +73,16 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (its own str spans several lines)."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(problem.split()) + where
+
+
 def _describe(err: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
-    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+    return f"{where}: {' '.join(str(err['msg']).split())} (got {short(err.get('input'))})"

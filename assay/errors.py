@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 
 
 class AssayError(Exception):
@@ -25,7 +26,7 @@ class InputError(AssayError):
         parts = [f"{where}: " if where else "", message]
         if field is not None:
             parts.append(f" (field {field!r}")
-            parts.append(f", value {_short(value)})" if value is not None else ")")
+            parts.append(f", value {short(value)})" if value is not None else ")")
         super().__init__("".join(parts))
 
 
@@ -36,6 +37,9 @@ class ConfigError(AssayError):
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"{source}: {problems[0]}")
+            return
         listing = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s) in config:\n{listing}")
 
@@ -59,6 +63,20 @@ class StoreError(AssayError):
     """A dataset version that is missing, corrupt or would be overwritten."""
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+def short(value: object, limit: int = 80) -> str:
+    """repr() cut to `limit` characters; a value too deep for repr() is said to be."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "(nested too deep to show)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def beyond_python(exc: RecursionError | ValueError) -> str:
+    """What a parser's RecursionError or ValueError means in user input: nesting too deep, or an integer
+    too long (Python refuses to convert more than 4,300 digits, against quadratic-time conversion)."""
+    if isinstance(exc, RecursionError):
+        return "nested deeper than Python can read"
+    if "digits" in str(exc):
+        return f"a number with more than {sys.get_int_max_str_digits():,} digits"
+    return " ".join(str(exc).split())

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Iterator
 
+from assay.errors import beyond_python
 from curation.ingest._io import BOM, RAW_CHARS, Bad, Item, Source, json_kind, readable
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -36,6 +37,11 @@ def read_json(src: Source, rel: str | None = None) -> Iterator[Item]:
         rest = "; the rest of the file could not be read" if scan.count else ""
         yield Item(scan.count + 1, exc.lineno, readable(text[start:start + RAW_CHARS]),
                    bad=Bad("invalid_json", f"invalid JSON at column {exc.colno}: {exc.msg}{hint}{rest}"))
+    except (RecursionError, ValueError) as exc:  # past what Python's decoder reads; where exactly, it does not say
+        start = scan.start if scan.start is not None else 0
+        rest = "; the rest of the file could not be read" if scan.count else ""
+        yield Item(scan.count + 1, text.count("\n", 0, start) + 1, readable(text[start:start + RAW_CHARS]),
+                   bad=Bad("invalid_json", f"invalid JSON: {beyond_python(exc)}{rest}"))
 
 
 class _Scan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
+from assay.errors import beyond_python
 from curation.ingest._io import Bad, Item, Source, json_kind, lines, readable, utf8_bad
 
 
@@ -33,6 +34,8 @@ def read_jsonl(src: Source, rel: str | None = None) -> Iterator[Item]:
         except json.JSONDecodeError as exc:
             hint = " (a JSON array? set ingest.format=json)" if record == 1 and text.lstrip().startswith("[") else ""
             item.bad = Bad("invalid_json", f"invalid JSON at column {exc.colno}: {exc.msg}{hint}")
+        except (RecursionError, ValueError) as exc:
+            item.bad = Bad("invalid_json", f"invalid JSON: {beyond_python(exc)}")
         else:
             if isinstance(value, dict):
                 item.value = value

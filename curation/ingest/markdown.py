@@ -8,8 +8,11 @@ from typing import Iterator
 
 import yaml
 
+from assay.errors import beyond_python
+from assay.records import dumps_metadata
 from curation.ingest._io import BOM, CHUNK, Bad, Item, Source, newlines, readable, too_large, utf8_bad
 
+MAX_DEPTH = 100  # levels of nesting in front matter; real notes use two or three
 _FRONT_END = re.compile(r"^(---|\.\.\.)[ \t]*$", re.M)
 _HEADING = re.compile(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
 _FENCE = re.compile(r"^(```|~~~).*?(^\1|\Z)", re.M | re.S)
@@ -63,20 +66,48 @@ def _front_matter(text: str) -> tuple[dict, str]:
         return {}, text
     block = text[4:end.start()]
     try:
-        # aliases let a few lines of YAML expand to gigabytes once written out as metadata
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(block, Loader=yaml.SafeLoader)):
-            raise Bad("bad_front_matter", "YAML aliases (*name) are not allowed in front matter", line=2)
-        front = yaml.safe_load(block)
+        _check_events(block)
+        front = _text_keys(yaml.safe_load(block))
+        dumps_metadata(front if isinstance(front, dict) else {})  # fails here, not later: 0x + 5,000 hex digits
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 2  # the block starts on line 2
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise Bad("bad_front_matter", f"invalid YAML front matter: {problem}", line=line) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise Bad("bad_front_matter", f"invalid YAML front matter: {beyond_python(exc)}", line=2) from None
     if front is None:
         front = {}
     if not isinstance(front, dict):
         raise Bad("bad_front_matter", f"front matter must be a mapping of keys, got {type(front).__name__}", line=2)
     return front, text[end.end():]
+
+
+def _check_events(block: str) -> None:
+    """Refuse what YAML can say but a note's front matter never needs, before building anything from it:
+    aliases (a few lines expand to gigabytes once written out as metadata) and deep nesting (building it
+    recurses once per level; thousands of levels crash the loader and take seconds to parse)."""
+    depth = 0
+    for event in yaml.parse(block, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise Bad("bad_front_matter", "YAML aliases (*name) are not allowed in front matter", line=2)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise Bad("bad_front_matter", f"front matter is nested deeper than {MAX_DEPTH} levels",
+                          line=event.start_mark.line + 2)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _text_keys(value):
+    """YAML keys can be numbers, dates or null; metadata is JSON, whose keys are text (and sorted: 1 and "b"
+    in one mapping could not be)."""
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def inline_tags(body: str) -> list[str]:
