@@ -16,7 +16,8 @@ def read_csv(src: Source, rel: str | None = None) -> Iterator[Item]:
     # The csv module's field limit is process-wide; notes up to max_note_bytes need more than its 128 KiB default.
     csv.field_size_limit(max(csv.field_size_limit(), src.cap))
     pending: list[str] = []  # the physical lines of the record being read, for reject rows
-    bad_bytes: dict[int, Bad] = {}  # line number -> its first undecodable byte
+    bad_bytes: dict[int, Bad] = {}  # line number -> its first undecodable byte (or NUL byte)
+    at_end = []  # set once every line has been handed to the csv reader
 
     def physical() -> Iterator[str]:
         for number, offset, data, _ in lines(src):
@@ -25,8 +26,13 @@ def read_csv(src: Source, rel: str | None = None) -> Iterator[Item]:
             except UnicodeDecodeError as exc:
                 bad_bytes[number] = utf8_bad(exc, offset, number)
                 text = data.decode("utf-8", "surrogateescape")
+            if "\0" in text and number not in bad_bytes:  # no text export holds one; the csv module keeps it
+                at = offset + data.index(b"\0")
+                bad_bytes[number] = Bad("nul_byte", f"NUL byte (0x00) at byte offset {at}",
+                                        line=number)
             pending.append(text)
             yield text
+        at_end.append(True)
 
     rows = physical()
     first = next(rows, None)
@@ -57,6 +63,10 @@ def read_csv(src: Source, rel: str | None = None) -> Iterator[Item]:
         broken = [bad_bytes[n] for n in range(start, reader.line_num + 1) if n in bad_bytes]
         if broken:
             item.bad = broken[0]
+        elif at_end and _unterminated(pending, delimiter):
+            # the csv module reads an unclosed quote to the end of the file and calls it one field
+            item.bad = Bad("bad_row", f"a quote opened in the record at line {start} is never closed; lines "
+                                      f"{start}-{reader.line_num} (the rest of the file) would be one note")
         elif len(row) != len(header):
             item.bad = Bad("bad_row", f"row has {len(row)} fields, the header has {len(header)}")
         else:
@@ -64,6 +74,16 @@ def read_csv(src: Source, rel: str | None = None) -> Iterator[Item]:
         yield item
     if record == 0:
         src.warnings.append(f"{src.name}: CSV has a header but no rows")
+
+
+def _unterminated(physical: list[str], delimiter: str) -> bool:
+    """Whether these lines end inside a quoted field (the strict reader calls that "unexpected end of data")."""
+    try:
+        for _ in csv.reader(physical, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _check_header(src: Source, header: list[str]) -> None:
