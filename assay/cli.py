@@ -216,7 +216,8 @@ def models_pull(name: str) -> None:
 
 
 def run() -> None:
-    """Entry point: usage and domain errors become one clear line and a non-zero exit (tracebacks with --debug)."""
+    """Entry point: usage and domain errors become one clear line and a non-zero exit (tracebacks with --debug).
+    Errors are printed with soft_wrap, so a long message stays one line that the terminal wraps, not rich."""
     from assay.display import safe
 
     usage, other, exits, aborts, help_only = _click_errors()
@@ -230,10 +231,10 @@ def run() -> None:
     except usage as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         message = " ".join(exc.format_message().split())  # typer's own wording, on one line
-        err_console.print(f"[bold red]error:[/bold red] {safe(message)}{safe(where)}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {safe(message)}{safe(where)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except other as exc:
-        err_console.print(f"[bold red]error:[/bold red] {safe(exc.format_message())}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {safe(exc.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except aborts:
         err_console.print("[yellow]aborted[/yellow]")
@@ -243,7 +244,7 @@ def run() -> None:
             raise
         # a config's problems are one per line; anything else is one line, whatever the data held
         text = safe(str(exc), newlines=isinstance(exc, ConfigError))
-        err_console.print(f"[bold red]error:[/bold red] {text}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {text}", highlight=False, soft_wrap=True)
         if isinstance(exc, InputError) and "curate" in sys.argv and "--skip-invalid" not in sys.argv:
             err_console.print("hint: --skip-invalid quarantines bad records with their reason and goes on")
         sys.exit(exc.exit_code)

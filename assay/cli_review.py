@@ -44,29 +44,36 @@ def push(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a data
     from assay.store import DatasetStore
     from curation.review.push import PushOptions, push as run_push
 
-    project = Project.current()
-    result = run_push(DatasetStore(project.datasets), dataset, _client(argilla_url),
-                      PushOptions(task=task, workspace=workspace, only=only, min_submitted=min_submitted,
-                                  low_agreement=low_agreement))
+    from curation.review.client import one_line_errors
+
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        result = run_push(DatasetStore(Project.current().datasets), dataset, client,
+                          PushOptions(task=task, workspace=workspace, only=only, min_submitted=min_submitted,
+                                      low_agreement=low_agreement))
     _say(f"pushed {result['added']} new record(s) to Argilla dataset {result['dataset']!r} "
          f"({result['already']} already there, {result['total']} selected); {result['url']}")
 
 
 @review_app.command("pull")
 def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
-         text_rule: str = typer.Option("latest", help="How several answers to a text question resolve: "
-                                                      "latest, majority or longest."),
+         text_rule: str = typer.Option("majority", help="How several answers to a text question resolve: "
+                                                        "majority or longest."),
          include_discarded: bool = typer.Option(False, "--include-discarded", help="Also fetch discarded records."),
          argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Fetch submitted answers into a new dataset version (reviewers, decisions, corrected outputs, agreement)."""
     from assay.project import Project
     from assay.store import DatasetStore
+    from curation.review.client import one_line_errors
     from curation.review.pull import pull as run_pull
 
-    result = run_pull(DatasetStore(Project.current().datasets), dataset, _client(argilla_url),
-                      text_rule=text_rule, include_discarded=include_discarded)
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        result = run_pull(DatasetStore(Project.current().datasets), dataset, client,
+                          text_rule=text_rule, include_discarded=include_discarded)
     if result.version is None:
-        _say(f"no new answers: {result.reviewed} reviewed row(s), same as {result.same_as}")
+        _say(f"nothing new: {result.reviewed} reviewed row(s), already in {result.same_as}" if result.same_as
+             else "no submitted answers yet")
         return
     _say(f"wrote {result.version.ref}: {result.reviewed} reviewed row(s) "
          f"({', '.join(f'{n} {k}' for k, n in sorted(result.decisions.items())) or 'none'}) from "
@@ -83,9 +90,12 @@ def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that wa
 
     from assay.project import Project
     from assay.store import DatasetStore
+    from curation.review.client import one_line_errors
     from curation.review.pull import progress
 
-    report = progress(DatasetStore(Project.current().datasets), dataset, _client(argilla_url))
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        report = progress(DatasetStore(Project.current().datasets), dataset, client)
     _say(f"{report['dataset']}: {report['completed']}/{report['total']} record(s) completed "
          f"(min_submitted={report['min_submitted']})")
     table = Table("annotator", "submitted", "discarded", "draft", *report["questions"])

@@ -6,6 +6,7 @@ process leaves either the whole new version or nothing; earlier versions are nev
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -92,8 +93,7 @@ class DatasetStore:
               parents: list[str] | None = None, tables: dict[str, pl.DataFrame] | None = None,
               **fields: Any) -> Version:
         """Write a new version atomically; returns it. `fields` go into the manifest as they are."""
-        if not NAME_RE.match(name):
-            raise StoreError(f"dataset name {name!r} must match {NAME_RE.pattern}")
+        self.check_writable(name)
         base = self.root / name
         base.mkdir(parents=True, exist_ok=True)
         _sweep_dead_temps(base)
@@ -119,6 +119,19 @@ class DatasetStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def check_writable(self, name: str) -> None:
+        """Raise StoreError now, before any work, if a new version of `name` could not be written."""
+        if not NAME_RE.match(name):
+            raise StoreError(f"dataset name {name!r} must match {NAME_RE.pattern} "
+                             "(letters, digits, '_', '.', '-'; starting with a letter or digit)")
+        folder = self.root / name
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"{folder} is a file, not a dataset folder; move it away or pick another --name")
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if VERSION_RE.match(path.name) and not (path / "manifest.json").is_file():
+                    raise _incomplete(path)
+
     def _claim(self, base: Path, tmp: Path, manifest: dict[str, Any]) -> Version:
         # rename() of a folder onto an existing non-empty one fails, so two writers never share a number
         for _ in range(100):
@@ -127,12 +140,17 @@ class DatasetStore:
             manifest["version"] = f"v{number}"
             _write_json(tmp / "manifest.json", manifest)
             _fsync_tree(tmp)
+            target = base / manifest["version"]
             try:
-                os.rename(tmp, base / manifest["version"])
-            except OSError:
-                continue
+                os.rename(tmp, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                    raise StoreError(f"cannot write {target}: {exc.strerror}") from None
+                if not (target / "manifest.json").is_file():  # writers rename whole versions: a leftover
+                    raise _incomplete(target) from None
+                continue  # another writer took this number a moment ago: take the next
             _fsync_dir(base)
-            return Version(base / manifest["version"], manifest)
+            return Version(target, manifest)
         raise StoreError(f"could not claim a new version number under {base}")
 
     def _versions(self, name: str) -> list[str]:
@@ -148,6 +166,12 @@ class DatasetStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"{path / 'manifest.json'}: unreadable manifest ({exc})") from exc
         return Version(path, manifest)
+
+
+def _incomplete(path: Path) -> StoreError:
+    # versions are renamed into place only once whole, so this folder is left over from something else
+    return StoreError(f"{path} is not a complete version (no manifest.json); move it out of {path.parent} "
+                      "(or delete it) and run again")
 
 
 def _sweep_dead_temps(base: Path) -> None:

@@ -41,6 +41,7 @@ class CurateRun:
 
 def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetStore,
            track: Tracker = no_progress, embedder=None) -> CurateRun:
+    store.check_writable(name)  # a bad name or a broken dataset folder is said before the work, not after
     steps: list[StepResult] = []
     tick = track("ingest", None)
     steps.append(ingest(export, cfg.ingest, progress=tick))

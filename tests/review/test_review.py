@@ -1,0 +1,185 @@
+"""Push -> annotate -> pull against the embedded Argilla, and the faults around it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import polars as pl
+import psutil
+
+from assay.store import DatasetStore
+from conftest import INSTRUCTION, TEACHERS, annotator, make_version, server_records, submit
+from curation.review.push import record_id
+
+
+def run(server, *args, check=True, env=None):
+    proc = subprocess.run([sys.executable, "-m", "assay", "review", *args], env={**server.env(), **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"assay review {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_push_annotate_pull(server):
+    version = make_version(server.home, "garden", 12)
+    out = run(server, "push", "garden", "--min-submitted", "2")
+    assert "pushed 12 new record(s)" in out.stdout
+    records = server_records(server, "garden-v1-summarize")
+    assert len(records) == 12
+    # each teacher's candidate is a suggestion with its agent and score, beside the selected output
+    first = records[record_id("summarize", "garden-note-00001")]
+    by_question = {s["question_id"]: s for s in first["suggestions"]}
+    assert len(by_question) == 1 + len(TEACHERS)
+    assert {s["agent"] for s in first["suggestions"]} == set(TEACHERS)
+    assert {s["value"] for s in first["suggestions"]} == {"Water the tomatoes on day 1.",
+                                                        "Garden chores for note 1: tomatoes, compost."}
+    # pushing again adds nothing
+    assert "pushed 0 new record(s)" in run(server, "push", "garden").stdout
+    assert len(server_records(server, "garden-v1-summarize")) == 12
+
+    ann, bob = annotator(server, "ann"), annotator(server, "bob")
+    fixed = "Water the tomatoes on day 1 and buy compost 1."
+    one, two = records[record_id("summarize", "garden-note-00001")], records[record_id("summarize", "garden-note-00002")]
+    submit(server, ann, one, {"output": fixed, "quality": 2})
+    submit(server, bob, one, {"output": fixed, "quality": 3})
+    submit(server, ann, two, {"output": "Water the tomatoes on day 2.", "quality": 5})
+    submit(server, bob, two, {"output": "Tomatoes, day 2.", "quality": 1})
+    submit(server, bob, records[record_id("summarize", "garden-note-00003")], {}, status="discarded")
+
+    out = run(server, "pull", "garden")
+    assert "wrote garden@v2: 2 reviewed row(s)" in out.stdout, out.stdout
+    store = DatasetStore(server.home / "datasets")
+    reviewed = store.get("garden@v2")
+    rows = {r["note_id"]: r for r in reviewed.data().iter_rows(named=True)}
+    assert rows["garden-note-00001"]["output"] == fixed
+    assert rows["garden-note-00001"]["decision"] == "corrected"
+    assert rows["garden-note-00001"]["reviewers"] == ["ann", "bob"]
+    assert json.loads(rows["garden-note-00001"]["messages"])[-1]["content"] == fixed
+    # a 1-1 tie between keeping and changing goes to the correction
+    assert rows["garden-note-00002"]["decision"] == "corrected"
+    assert rows["garden-note-00002"]["output"] == "Tomatoes, day 2."
+    assert rows["garden-note-00003"]["decision"] is None  # discarded answers are not pulled by default
+    assert rows["garden-note-00004"]["output"] == "Water the tomatoes on day 4."
+    assert reviewed.data().height == version.data().height
+    review = reviewed.manifest["review"]
+    assert review["pushed"] == "garden@v1" and review["decisions"] == {"corrected": 2}
+    assert review["annotators"] == {"ann": {"accepted": 1, "corrected": 1, "submitted": 2},
+                                    "bob": {"corrected": 2, "submitted": 2}}
+    assert review["agreement"]["output"]["items"] == 2
+    # units [[F, F], [A, B]]: observed disagreement 2/4, expected 10/12 -> alpha = 1 - 0.5 / (10 / 12) = 0.4
+    assert review["agreement"]["output"]["value"] == 0.4
+    answers = reviewed.table("answers")
+    assert answers.filter(pl.col("user") == "bob").height == 4
+    assert reviewed.table("candidates") is not None
+
+    # pull twice: nothing new, no new version, the same content
+    again = run(server, "pull", "garden")
+    assert "already in garden@v2" in again.stdout
+    assert [v.ref for v in store.versions("garden")] == ["garden@v1", "garden@v2"]
+
+    with_discarded = run(server, "pull", "garden", "--include-discarded")
+    assert "wrote garden@v3" in with_discarded.stdout
+    assert store.get("garden@v3").data().filter(pl.col("note_id") == "garden-note-00003")["decision"].item() == "rejected"
+
+    status = run(server, "status", "garden@v2")
+    assert "garden-v1-summarize: 2/12 record(s) completed (min_submitted=2)" in status.stdout
+    assert "ann" in status.stdout and "bob" in status.stdout
+
+
+def test_reviewed_output_reaches_training(server):
+    """The training loader reads a reviewed row's corrected answer, and skips a rejected one."""
+    from training.data import to_examples
+
+    make_version(server.home, "train-src", 3)
+    run(server, "push", "train-src")
+    ann = annotator(server, "ann")
+    records = server_records(server, "train-src-v1-summarize")
+    submit(server, ann, records[record_id("summarize", "train-src-note-00000")], {"output": "Compost on day 0."})
+    submit(server, ann, records[record_id("summarize", "train-src-note-00001")], {}, status="discarded")
+    run(server, "pull", "train-src", "--include-discarded")
+    examples, dropped = to_examples(DatasetStore(server.home / "datasets").get("train-src").data())
+    answers = {e.note_id: e.completion for e in examples}
+    assert answers["train-src-note-00000"] == "Compost on day 0."
+    assert "train-src-note-00001" not in answers and dropped["rejected_in_review"] == 1
+    assert answers["train-src-note-00002"] == "Water the tomatoes on day 2."
+    assert examples[0].prompt[-1]["content"].startswith(INSTRUCTION)
+
+
+def test_server_killed_mid_push_then_push_again(server):
+    n = 2500  # five bulk requests of 500
+    make_version(server.home, "crash", n)
+    push = subprocess.Popen([sys.executable, "-m", "assay", "review", "push", "crash"], env=server.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    api = [c for c in server.children() if "serve" in " ".join(c.cmdline())][0]
+    deadline = time.monotonic() + 120
+    with server.owner as owner:
+        while time.monotonic() < deadline:
+            found = [d for d in owner.get("/api/v1/me/datasets").json()["items"] if d["name"] == "crash-v1-summarize"]
+            if found and owner.get(f"/api/v1/datasets/{found[0]['id']}/records", params={"limit": 1}).json()["total"]:
+                break
+            time.sleep(0.05)
+    api.send_signal(signal.SIGKILL)  # the server dies between two bulk requests of the push, or inside one
+    _, err = push.communicate(timeout=120)
+    assert push.returncode != 0
+    assert len([ln for ln in err.strip().splitlines() if "error" in ln.lower()]) == 1, err
+    server.proc.wait(60)  # the supervisor stops the rest when one child dies
+    server.start()
+    out = run(server, "push", "crash")
+    assert "pushed" in out.stdout
+    records = server_records(server, "crash-v1-summarize")
+    assert len(records) == n
+    assert set(records) == {record_id("summarize", f"crash-note-{i:05d}") for i in range(n)}
+    with server.owner as owner:  # and the search index holds each one once
+        dataset_id = next(iter(records.values()))["dataset_id"]
+        found = owner.post(f"/api/v1/me/datasets/{dataset_id}/records/search", params={"limit": 1}, json={}).json()
+        assert found["total"] == n
+
+
+def test_wrong_key_and_unreachable_url_are_one_line(server):
+    bad = run(server, "status", "garden", check=False, env={"ARGILLA_API_URL": server.url, "ARGILLA_API_KEY": "nope"})
+    assert bad.returncode != 0
+    assert bad.stderr.strip().count("\n") == 0 and "refused the API key" in bad.stderr
+    gone = run(server, "push", "garden", check=False,
+               env={"ARGILLA_API_URL": "http://127.0.0.1:9", "ARGILLA_API_KEY": "x"})
+    assert gone.returncode != 0
+    assert gone.stderr.strip().count("\n") == 0 and "cannot reach Argilla" in gone.stderr
+
+
+def test_stock_login_refused_and_owner_secret(server):
+    stock = httpx.post(f"{server.url}/api/v1/token", data={"username": "argilla", "password": "1234"})
+    assert stock.status_code == 401
+    owner = httpx.post(f"{server.url}/api/v1/token", data={"username": "owner", "password": server.creds["password"]})
+    assert owner.status_code == 201 and owner.json()["access_token"]
+    assert server.creds["password"] != "1234" and len(server.creds["api_key"]) > 30
+    assert oct((server.home / ".assay" / "argilla" / "credentials.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_listens_only_on_loopback(server):
+    listening = [c for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == server.port]
+    assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}
+    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family.name == "AF_INET" and not a.address.startswith("127.")]
+    for address in others:
+        try:
+            httpx.get(f"http://{address}:{server.port}/api/v1/status", timeout=2)
+        except httpx.ConnectError:
+            continue
+        raise AssertionError(f"the server answered on {address}")
+
+
+def test_taken_port_and_missing_redis_are_one_line(server, tmp_path):
+    env = {**server.env(), "ASSAY_HOME": str(tmp_path)}
+    taken = subprocess.run([sys.executable, "-m", "assay", "review", "serve", "--port", str(server.port)], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert taken.returncode != 0 and f"port {server.port} on 127.0.0.1 is taken" in taken.stderr
+    assert taken.stderr.strip().count("\n") == 0
+    no_redis = {**env, "PATH": os.path.dirname(sys.executable)}  # no /usr/bin: no redis-server
+    missing = subprocess.run([sys.executable, "-m", "assay", "review", "serve", "--port", "1"], env=no_redis,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "redis-server is not installed" in missing.stderr
