@@ -79,6 +79,8 @@ def to_examples(df: pl.DataFrame, system_prompt: str | None = None) -> tuple[lis
 
 def _row_to_example(row: dict[str, Any], system_prompt: str | None) -> tuple[Example | None, str]:
     note_id = row.get("note_id")
+    if row.get("decision") == "rejected":  # a reviewer discarded it in `assay review`
+        return None, "rejected_in_review"
     if row.get("messages"):
         try:
             messages = json.loads(row["messages"])
