@@ -203,7 +203,8 @@ class Supervisor:
             "ARGILLA_SEARCH_ENGINE": ENGINE_NAME,
             "ASSAY_ARGILLA_SEARCH_DB": str(self.paths.search),
             "ARGILLA_AUTH_SECRET_KEY": creds["auth_secret_key"],
-            "ARGILLA_ENABLE_TELEMETRY": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+            # telemetry off (argilla-server reads HF_HUB_DISABLE_TELEMETRY; its own flag is deprecated)
+            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
             "ASSAY_ARGILLA_OWNER_USERNAME": creds["username"], "ASSAY_ARGILLA_OWNER_PASSWORD": creds["password"],
             "ASSAY_ARGILLA_OWNER_API_KEY": creds["api_key"],
         })
