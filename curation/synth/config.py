@@ -10,6 +10,7 @@ from assay.config import Strict
 from assay.errors import NotFoundError
 from curation.config import CleanConfig, DedupeConfig
 from curation.synth.limits import LimitsConfig
+from curation.synth.recognizers import DEFAULT_PHONE_REGIONS
 
 DEFAULT_LOCAL = "local:smollm2-135m-instruct"
 DEFAULT_TEACHERS = [DEFAULT_LOCAL, "rule:lead"]
@@ -56,6 +57,8 @@ class SynthConfig(Strict):
     batch_poll_s: float = Field(30.0, gt=0)  # how often a batch's status is checked
     dry_run: bool = False
     allow_cloud_pii: bool = False  # send notes to remote teachers unredacted
+    # where phone numbers written without a country code are read from (ISO 3166 codes libphonenumber knows)
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS), min_length=1)
     fill_gaps: bool = False
     gaps: GapFillConfig = Field(default_factory=GapFillConfig)
     limits: dict[str, LimitsConfig] = Field(default_factory=dict)  # per provider, e.g. {"anthropic": {"rpm": 40}}
@@ -90,6 +93,17 @@ class SynthConfig(Strict):
             _check_spec(spec)
         if len(set(value)) != len(value):
             raise ValueError(f"teachers repeat: {value}")
+        return value
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, value: list[str]) -> list[str]:
+        from phonenumbers import SUPPORTED_REGIONS
+
+        value = [v.upper() for v in value]
+        for region in value:
+            if region not in SUPPORTED_REGIONS:
+                raise ValueError(str(NotFoundError("phone region", region, sorted(SUPPORTED_REGIONS))))
         return value
 
     @field_validator("judge")

@@ -1,25 +1,37 @@
 """Reversible PII redaction for notes that leave the machine.
 
-Before a note goes to a remote teacher, emails, phone numbers, URLs that carry secrets,
-card numbers (Luhn-checked), IBANs (mod-97-checked), account numbers, street addresses
-and honorific-led names ("Dr. Patel") become placeholders like `[EMAIL_1]`; the replies are
-restored from the note's vault. Recognizers are regexes with checksums where one exists:
-no NER model is installed, so names without an honorific are not found.
+Before a note goes to a remote teacher, secrets (API keys, tokens, passwords, PINs), URLs that carry
+secrets, emails, IBANs, card numbers, account numbers, phone numbers, street addresses and person names
+become placeholders like `[EMAIL_1]`; the replies are restored from the note's vault. The recognizers live
+in secrets.py, recognizers.py and names.py; what they do not find is listed in NOT_COVERED, which the
+manifest carries.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable
+
+from curation.synth import recognizers as rec
+from curation.synth.names import persons
+from curation.synth.recognizers import DEFAULT_PHONE_REGIONS, iban_ok, luhn_ok  # noqa: F401  (re-exported)
+from curation.synth.secrets import find_high_entropy, find_secrets
 
 if TYPE_CHECKING:
     import polars as pl
 
     from curation.synth.teachers import Teacher
 
-TYPES = ("URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")
+TYPES = ("SECRET", "URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")
+NOT_COVERED = ("person names without a cue: a surname alone in running text, a name in lower case, a first name "
+               "that is also a common word (Grace, Will, May) without a surname or a cue; no NER model is installed. "
+               "Street addresses without a house number or a street word (Unter den Linden 77 is found, "
+               "'the house next to the bakery' is not); multi-word passphrases after 'password:' unless quoted "
+               "(only the first word); secrets that look like words; national IDs other than US SSNs; dates of birth.")
 
 
 @dataclass(frozen=True)
@@ -30,182 +42,37 @@ class Entity:
     value: str
 
 
-# -- recognizers: each yields (start, end) spans of one type; checks run on the matched text
-
-# a query key that names a secret, alone or inside a longer name (reset_token, X-Amz-Signature, api-key)
-_SECRET_KEYS = (r"[\w.-]*(?:token|key|secret|password|passwd|pwd|pass|auth|sig|signature|session|sid|code|otp|"
-                r"jwt|bearer|credential|hash|invite)[\w.-]*")
-_URL = re.compile(r"\b(?:[a-z][a-z0-9+.\-]*://|www\.)[^\s<>\"'`)\]]+", re.I)
-_URL_SECRET_QUERY = re.compile(rf"[?&#;]{_SECRET_KEYS}=[^&#\s]+", re.I)
-_URL_USERINFO = re.compile(r"^[a-z]+://[^/@\s]+:[^/@\s]+@", re.I)
-_URL_TOKEN_SEGMENT = re.compile(r"[/=]([A-Za-z0-9_\-]{24,})(?=[/?&#.]|$)")
-
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b")
-
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
-_ACCOUNT = re.compile(
-    r"\b(?:account|acct|a/c|acc|konto(?:nummer)?|routing|aba|sort[ -]?code|bsb|iban)\b"
-    r"(?:\s*(?:no\.?|number|num|nr\.?|#|:))*\s*[:#]?\s*"
-    r"(?P<num>\d[\d -]{3,20}\d)", re.I)
-
-_PHONE = re.compile(
-    r"(?<![\w+/.-])(?:"
-    r"(?:\+|00)\d{1,3}[\s.\-]?(?:\(0?\d{1,4}\)[\s.\-]?)?\d{1,4}(?:[\s.\-]?\d{1,4}){1,4}"  # international
-    r"|\(\d{2,5}\)[\s.\-]?\d{3,4}[\s.\-]?\d{3,4}"  # (555) 123-4567, (020) 7946 0958
-    r"|(?:1[\s.\-])?\d{3}[\s.\-]\d{3}[\s.\-]\d{4}"  # 555-123-4567, 555.123.4567, 1-800-555-0199
-    r"|0\d{1,4}[\s.\-]?\d{3,4}[\s.\-]?\d{3,4}"  # national trunk prefix: 020 7946 0958, 07700 900123
-    r"|0\d(?:[\s.]\d{2}){4}"  # 06 12 34 56 78
-    r"|\d{10}"  # 5551234567 (only with a phone word nearby, see _phone_ok)
-    r")(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?(?![\w/-])", re.I)
-_PHONE_WORDS = re.compile(r"\b(?:call|phone|tel|telephone|mobile|mob|cell|fax|whatsapp|sms|text|ring|number|"
-                          r"ph|m|t|landline|handy|tél|telefon|contact)\b\.?:?\s*$", re.I)
-_DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
-
-_STREET_SUFFIX = (r"(?:Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|"
-                  r"Terrace|Terr|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Close|Crescent|Cres|Row|"
-                  r"Mews|Gardens|Gdns|Grove|Hill|Walk|Trail|Trl|Alley|Plaza|Loop)")
-_UNIT = r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|#)\.?\s*#?[\w-]+)?"
-_US_TAIL = r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})?(?:,?\s+[A-Z]{2}\s+\d{5}(?:-\d{4})?)?"
-_UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"
-_ADDRESS = re.compile(
-    r"(?:"
-    # 742 Evergreen Terrace, 1600 Pennsylvania Ave NW, Apt 4, Springfield, IL 62704
-    rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:[A-Z0-9][\w'’.-]*\s+){{0,4}}{_STREET_SUFFIX}\b\.?"
-    rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?{_UNIT}{_US_TAIL}(?:,?\s+{_UK_POSTCODE}\b)?"
-    # Hauptstraße 12, 10115 Berlin; Keizersgracht 123; Storgatan 5
-    r"|\b[A-ZÄÖÜÅ][\wäöüßåø-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|straat|laan|gracht|"
-    r"plein|kade|vej|gade|gatan|vägen|veien)\s+\d{1,4}[a-z]?(?:,\s*\d{4,5}\s?[A-Z]{0,2}\s+[A-ZÄÖÜ][\wäöüß-]+)?"
-    # 12 rue de la Paix, 75002 Paris
-    r"|\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|allée|chemin|impasse|quai|route)"
-    r"\s+(?:[\w'’-]+\s?){1,5}?(?:,\s*\d{5}\s+[A-Z][\w-]+|(?=[,.;\n]|$))"
-    # Calle Mayor 5, Via Roma 12
-    r"|\b(?:Calle|Avenida|Av\.|Plaza|Paseo|Carrer|Rua|Via|Viale|Piazza|Corso)\s+"
-    r"(?:(?:[A-Z][\wà-ú'’]*|de|del|della|dei|di|da|do|dos|das|la|le|los|las)\s+){1,5}\d{1,4}"
-    r"(?:,\s*\d{5}\s+[A-Z][\wà-ú-]+)?"
-    r"|\bP\.?\s?O\.?\s+Box\s+\d{1,6}"
-    rf"|\b{_UK_POSTCODE}\b"
-    r")")
-_NAME = r"[A-Z][a-z]*(?:['’-][A-Z][a-z]+)*"
-_PERSON = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame)\.?\s+{_NAME}(?:\s+{_NAME})?(?!\w)")
+Recognizer = Callable[[str], Iterable[tuple[int, int]]]
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+def recognizers(regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list[tuple[str, Recognizer]]:
+    """(type, recognizer) in priority order: an earlier one wins an overlap (a card number is not also a phone);
+    the entropy check comes last, so an IBAN or a URL keeps its own type."""
+    return [("URL", rec.urls), ("SECRET", find_secrets), ("EMAIL", rec.emails), ("IBAN", rec.ibans),
+            ("CARD", rec.cards), ("SSN", rec.ssns), ("ACCOUNT", rec.accounts),
+            ("PHONE", partial(rec.phones, regions=regions)), ("ADDRESS", rec.addresses), ("PERSON", persons),
+            ("SECRET", find_high_entropy)]
 
 
-def iban_ok(text: str) -> bool:
-    s = text.replace(" ", "").upper()
-    if not 15 <= len(s) <= 34:
-        return False
-    rearranged = s[4:] + s[:4]
-    number = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(number) % 97 == 1
-
-
-def _urls(text: str) -> Iterable[tuple[int, int]]:
-    for m in _URL.finditer(text):
-        url = m.group().rstrip(".,;:!?")
-        if _URL_SECRET_QUERY.search(url) or _URL_USERINFO.search(url) or _has_token_segment(url):
-            yield m.start(), m.start() + len(url)
-
-
-def _has_token_segment(url: str) -> bool:
-    for seg in _URL_TOKEN_SEGMENT.findall(url):
-        # a long run that mixes digits and letters reads as a key, not a slug like "how-to-make-sourdough-bread"
-        if sum(c.isdigit() for c in seg) >= 4 and sum(c.isalpha() for c in seg) >= 4 and "-" not in seg[:12]:
-            return True
-    return False
-
-
-def _emails(text: str) -> Iterable[tuple[int, int]]:
-    for m in _EMAIL.finditer(text):
-        yield m.span()
-
-
-def _ibans(text: str) -> Iterable[tuple[int, int]]:
-    for m in _IBAN.finditer(text):
-        value = m.group()
-        # the regex may swallow a following word in capitals; shrink until the checksum holds
-        while value and not iban_ok(value):
-            value = value[:-1].rstrip()
-            if len(value.replace(" ", "")) < 15:
-                value = ""
-        if value:
-            yield m.start(), m.start() + len(value)
-
-
-def _cards(text: str) -> Iterable[tuple[int, int]]:
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits) and len(set(digits)) > 1:
-            yield m.span()
-
-
-def _ssns(text: str) -> Iterable[tuple[int, int]]:
-    for m in _SSN.finditer(text):
-        yield m.span()
-
-
-def _accounts(text: str) -> Iterable[tuple[int, int]]:
-    for m in _ACCOUNT.finditer(text):
-        num = m.group("num").rstrip(" -")
-        if sum(c.isdigit() for c in num) >= 6:
-            yield m.start("num"), m.start("num") + len(num)
-
-
-def _phones(text: str) -> Iterable[tuple[int, int]]:
-    for m in _PHONE.finditer(text):
-        value = m.group()
-        digits = re.sub(r"\D", "", value.split("x")[0].split("ext")[0])
-        if not 8 <= len(digits) <= 15 or _DATE_LIKE.match(value.strip()):
-            continue
-        international = value.startswith(("+", "00"))
-        separated = bool(re.search(r"[\s.()\-]", value))
-        if not (international or separated) and not _PHONE_WORDS.search(text[max(0, m.start() - 24):m.start()]):
-            continue  # a bare run of digits is an order number unless a phone word precedes it
-        yield m.span()
-
-
-def _addresses(text: str) -> Iterable[tuple[int, int]]:
-    for m in _ADDRESS.finditer(text):
-        value = m.group().rstrip(" ,.")
-        yield m.start(), m.start() + len(value)
-
-
-def _persons(text: str) -> Iterable[tuple[int, int]]:
-    for m in _PERSON.finditer(text):
-        yield m.span()
-
-
-# order is priority: an earlier recognizer wins an overlap (a card number is not also a phone)
-RECOGNIZERS: dict[str, Callable[[str], Iterable[tuple[int, int]]]] = {
-    "URL": _urls, "EMAIL": _emails, "IBAN": _ibans, "CARD": _cards, "SSN": _ssns, "ACCOUNT": _accounts,
-    "PHONE": _phones, "ADDRESS": _addresses, "PERSON": _persons,
-}
 _PLACEHOLDER = re.compile(r"\[(" + "|".join(TYPES) + r")[_ ]?(\d+)\]", re.I)
 
 
-def find_pii(text: str) -> list[Entity]:
+def find_pii(text: str, regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list[Entity]:
     """Non-overlapping PII spans, in text order."""
     found: list[tuple[int, int, int, str]] = []
-    for rank, (kind, recognizer) in enumerate(RECOGNIZERS.items()):
+    for rank, (kind, recognizer) in enumerate(recognizers(regions)):
         for start, end in recognizer(text):
             if end > start:
                 found.append((start, end, rank, kind))
+    starts: list[int] = []  # chosen spans, sorted and disjoint: an overlap test is one bisect
+    ends: list[int] = []
     chosen: list[Entity] = []
-    taken: list[tuple[int, int]] = []
     for start, end, _, kind in sorted(found, key=lambda f: (f[2], f[0], -(f[1] - f[0]))):
-        if any(start < e and s < end for s, e in taken):
+        i = bisect.bisect_left(starts, end)  # chosen spans that start before this one ends
+        if i and ends[i - 1] > start:
             continue
-        taken.append((start, end))
+        starts.insert(i, start)
+        ends.insert(i, end)
         chosen.append(Entity(kind, start, end, text[start:end]))
     return sorted(chosen, key=lambda e: e.start)
 
@@ -214,6 +81,7 @@ def find_pii(text: str) -> list[Entity]:
 class Vault:
     """One note's placeholders: the same value always gets the same placeholder, so replies can be restored."""
 
+    regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS  # where national phone numbers are read from
     values: dict[str, str] = field(default_factory=dict)  # placeholder -> original
     _by_value: dict[tuple[str, str], str] = field(default_factory=dict)
     _next: Counter = field(default_factory=Counter)
@@ -231,7 +99,7 @@ class Vault:
         if not text:
             return text
         parts, pos = [], 0
-        for ent in find_pii(text):
+        for ent in find_pii(text, self.regions):
             parts += [text[pos:ent.start], self.placeholder(ent.type, ent.value)]
             pos = ent.end
         parts.append(text[pos:])
@@ -266,8 +134,9 @@ class Guard:
     """Per run: redacts what goes to remote teachers (one vault per note), restores what comes back,
     and remembers which notes left the machine, to which teacher, redacted or not."""
 
-    def __init__(self, allow_cloud_pii: bool):
+    def __init__(self, allow_cloud_pii: bool, phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS):
         self.allow = allow_cloud_pii
+        self.regions = tuple(phone_regions)
         self.vaults: dict[str, Vault] = {}
         self.sent: dict[str, dict[str, bool]] = {}  # note_id -> {teacher spec: redacted}
 
@@ -278,7 +147,7 @@ class Guard:
         self.sent.setdefault(note_id, {})[teacher.spec] = not self.allow
         if self.allow:
             return text
-        return self.vaults.setdefault(note_id, Vault()).redact(text)
+        return self.vaults.setdefault(note_id, Vault(self.regions)).redact(text)
 
     def incoming(self, teacher: Teacher, note_id: str, text: str | None) -> tuple[str | None, int]:
         if teacher.is_remote and not self.allow and note_id in self.vaults:
@@ -310,11 +179,11 @@ class Guard:
                 "rows_redacted": sum(all(v.values()) for v in self.sent.values()),
                 "rows_unredacted": sum(not all(v.values()) for v in self.sent.values()),
                 "pii_items_redacted": dict(sorted(items.items())), "by_teacher": by_teacher,
-                "names_detected": "only after an honorific (Mr, Ms, Dr, Prof, ...): no NER model is installed"}
+                "phone_regions": list(self.regions), "not_covered": NOT_COVERED}
 
 
 SURROGATES = {
-    "EMAIL": "alex@example.com", "PHONE": "+1 555 0100", "URL": "https://example.com/link",
+    "SECRET": "[secret]", "EMAIL": "alex@example.com", "PHONE": "+1 555 0100", "URL": "https://example.com/link",
     "CARD": "4111 1111 1111 1111", "IBAN": "XX00 0000 0000 0000", "ACCOUNT": "00000000", "SSN": "000-00-0000",
     "ADDRESS": "1 Example Street", "PERSON": "Alex",
 }

@@ -114,7 +114,7 @@ def test_remote_teacher_sees_only_redacted_notes_and_outputs_are_restored(remote
     assert sum(m["pii_items_redacted"].values()) >= 0.95 * len(planted) and m["pii_items_redacted"]["IBAN"] >= 8
     data = run.version.data()
     assert data["sent_to"].to_list()[0] == ["anthropic:claude-haiku-4-5"] and data["redacted"].all()
-    assert data.filter(pl.col("note_id") == "p0")["pii_found"][0] == 1
+    assert data.filter(pl.col("note_id") == "p0")["pii_found"][0] == 2  # "Email Sarah at sarah.connor@gmail.com"
 
 
 def test_allow_cloud_pii_sends_notes_as_they_are_and_says_so(remote, tmp_path):
@@ -312,12 +312,12 @@ def test_remote_writer_gets_redacted_examples_and_new_notes_carry_no_real_pii(re
     written = [b for b in remote.bodies if "New note number" in json.dumps(b)]
     assert len(written) == 1 and "7946 0958" not in json.dumps(written) and "[PHONE_1]" in json.dumps(written)
     syn = run.version.data().filter(pl.col("synthetic"))
-    # the fake writer echoed the placeholder; the new note gets a neutral stand-in, not Ana's number
-    assert syn["text"].to_list() == ["The note mentions +1 555 0100."]
+    # the fake writer echoed the placeholders; the new note gets neutral stand-ins, not Ana's name and number
+    assert syn["text"].to_list() == ["The note mentions Alex and +1 555 0100."]
     assert syn["written_by"].to_list() == ["anthropic:claude-haiku-4-5"]
     # the example left the machine (redacted), and the manifest says so
     assert run.version.data().filter(pl.col("note_id") == "r1")["sent_to"].to_list() == [["anthropic:claude-haiku-4-5"]]
-    assert run.version.data().filter(pl.col("note_id") == "r1")["pii_found"].to_list() == [1]
+    assert run.version.data().filter(pl.col("note_id") == "r1")["pii_found"].to_list() == [2]
 
 
 def test_batch_mode_goes_through_the_batch_api_and_is_cached_like_any_call(remote, tmp_path):
