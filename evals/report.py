@@ -308,7 +308,7 @@ NAMES = {
     "synth_rows_left_machine": "notes sent to remote teachers (synthesis)",
     "synth_rows_redacted": "of those, with personal data redacted", "coverage": "coverage", "agreement": "agreement",
     "base_model": "base model", "hardware": "trained on", "eval_hardware": "evaluated on",
-    "eval": "sent during this eval", "eval_teacher_calls": "teacher calls during this eval",
+    "eval": "sent during this eval", "wall_time_s": "wall time (s)", "eval_teacher_calls": "teacher calls during this eval",
 }
 PERCENT = {"coverage", "agreement"}
 GROUPS = [  # (heading, lineage keys, what to say when there is nothing)
@@ -332,9 +332,9 @@ def _lineage(results: dict) -> list[dict]:
                  for kv in _flatten(lin[k], "" if isinstance(lin[k], dict) else k)]
         if title == "Data" and results["suite"].get("data"):
             pairs.append(("suite data", str(results["suite"]["data"])))
-        if title == "Model and hardware":
-            pairs += [(k, str(training[f])) for k, f in (("training device", "device"), ("training wall time (s)", "wall_time_s"))
-                      if training.get(f) is not None]
+        if title == "Model and hardware" and training:  # the run's own record: recipe, device, time, final metrics
+            pairs += [(f"training.{k}", v) for k, v in _flatten({k: training[k] for k in ("recipe", "device", "wall_time_s", "metrics")
+                                                               if training.get(k) is not None})]
         note = None
         if title == "What left this machine" and lin.get("egress") is not None:
             sent = [v for k, v in _flatten(lin["egress"]) if "left" in k or "remote" in k or "sent" in k]
