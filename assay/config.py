@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from assay.errors import ConfigError, beyond_python, short
+from assay.redact import mask_urls, mask_urls_in
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -85,4 +86,6 @@ def _describe(err: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key"
-    return f"{where}: {' '.join(str(err['msg']).split())} (got {short(err.get('input'))})"
+    # a teacher spec may carry user:password@ or ?api_key=: quote it masked, and mask before cutting it short
+    message = mask_urls(" ".join(str(err["msg"]).split()))
+    return f"{where}: {message} (got {short(mask_urls_in(err.get('input')))})"

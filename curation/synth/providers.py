@@ -8,15 +8,17 @@ Every SDK exception becomes a Reply with a named reason; see `classify`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, unquote, urlparse, urlsplit, urlunsplit
 
 from assay.errors import AssayError
+from assay.redact import mask_url, mask_urls, mask_urls_in_logs
 
 from curation.synth.prices import FREE, PriceTable
 from curation.synth.teachers import Reply, Request, failed
@@ -273,12 +275,10 @@ class OpenAICompatibleTeacher(OpenAITeacher):
         name, sep, base_url = model.partition("@")  # a URL may hold "@" (user:password@host), a name does not
         if not sep or not name or urlparse(base_url).scheme not in ("http", "https"):
             raise AssayError(f"openai-compatible teacher needs '<model>@<base_url>', "
-                             f"e.g. openai-compatible:qwen2.5@http://localhost:8000/v1; got {model!r}")
+                             f"e.g. openai-compatible:qwen2.5@http://localhost:8000/v1; got {mask_urls(model)!r}")
         super().__init__(name, base_url=base_url, **options)
-        url = urlparse(base_url)
-        shown = url._replace(netloc=f"***@{url.hostname}" + (f":{url.port}" if url.port else "")).geturl() \
-            if url.password or url.username else base_url  # the spec is written to the ledger
-        self.base_url, self.spec = base_url, f"{self.provider}:{name}@{shown}"
+        # the spec is written to manifests, ledger rows and tables: credentials in the URL are masked there
+        self.base_url, self.spec = base_url, f"{self.provider}:{name}@{mask_url(base_url)}"
         self.is_remote = (urlparse(base_url).hostname or "") not in ("localhost", "127.0.0.1", "::1")
         if self.price is None and not self.is_remote:
             self.price = FREE  # a server on this machine costs nothing per token
@@ -288,7 +288,18 @@ class OpenAICompatibleTeacher(OpenAITeacher):
 
         # many local servers need no key, but the SDK insists on one: send a placeholder then
         key = os.environ.get("OPENAI_COMPATIBLE_API_KEY", "").strip() or "no-key"
-        return openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+        url = urlsplit(base_url or "")
+        headers = {}
+        if url.username is not None or url.password is not None:
+            # user:password@ travels as a Basic header (as HTTP clients do), so request URLs never carry it
+            pair = f"{unquote(url.username or '')}:{unquote(url.password or '')}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        if query:
+            mask_urls_in_logs("httpx", "httpx2")  # the query goes on every request URL, which the client logs
+        plain = urlunsplit((url.scheme, url.netloc.rpartition("@")[2], url.path, "", ""))
+        return openai.AsyncOpenAI(api_key=key, base_url=plain, default_headers=headers or None,
+                                  default_query=query or None, max_retries=0, timeout=self.timeout_s)
 
     def params(self, request: Request) -> dict:
         # servers such as llama.cpp and older vLLM know max_tokens, not max_completion_tokens

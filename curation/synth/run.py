@@ -22,6 +22,7 @@ import polars as pl
 from assay.errors import ConfigError
 from assay.project import Project
 from assay.records import conform
+from assay.redact import mask_urls, mask_urls_in
 from assay.store import DatasetStore, Version
 from curation.pipeline import Tracker, no_progress
 from curation.synth import gaps as gapfill
@@ -104,7 +105,7 @@ class Session:
         except MissingKeyError:
             if not dry_run:
                 raise
-            return _PriceOnly(spec, self.prices)  # type: ignore[return-value]
+            return _PriceOnly(mask_urls(spec), self.prices)  # type: ignore[return-value]
         if not teacher.is_remote:
             self._kept[spec] = teacher
         return teacher
@@ -175,7 +176,7 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
     prompt = Prompt(_labels(cfg, df) if task.name == "classify" else None, cfg.qa_pairs)
     strategy = get_strategy(cfg.select)
     session = Session(cfg, project, track, teachers)
-    guard = Guard(cfg.allow_cloud_pii)
+    guard = Guard(cfg.allow_cloud_pii, tuple(cfg.phone_regions))
     max_tokens = cfg.max_tokens or task.max_tokens
 
     work, consumed = _work_rows(df, task, cfg)
@@ -234,8 +235,8 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
     fields = {
         "task": task.name,
         "prompt_version": task.prompt_version,
-        "teachers": cfg.teachers,
-        "selection": {"strategy": cfg.select, "similarity": cfg.similarity, "judge": cfg.judge},
+        "teachers": mask_urls_in(cfg.teachers),  # credentials in a teacher's URL never reach the manifest
+        "selection": {"strategy": cfg.select, "similarity": cfg.similarity, "judge": mask_urls_in(cfg.judge)},
         "calls": session.calls.lines,
         "spend": {"total_usd": round(session.calls.spent, 6),
                   "cost_unknown": sorted(s for s, line in session.calls.lines.items() if not line["cost_known"])},
@@ -249,8 +250,8 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
         "coverage": after,
         "gaps": [c for c in after if c["missing"] > 0],
     }
-    out = store.write(cfg.name or version.manifest["name"], data, step="synth", config=cfg.model_dump(mode="json"),
-                      parents=[version.ref], tables=tables, **fields)
+    out = store.write(cfg.name or version.manifest["name"], data, step="synth",
+                      config=mask_urls_in(cfg.model_dump(mode="json")), parents=[version.ref], tables=tables, **fields)
     return SynthRun(out, {}, fields)
 
 
@@ -452,9 +453,9 @@ def _dry_run(session: Session, cfg: SynthConfig, task: Task, prompt: Prompt, wor
             extra = {k: round(line[k] * scale) for k in ("input_tokens", "max_output_tokens")}
             extra_cost = (teacher.price.cost(extra["input_tokens"], extra["max_output_tokens"])
                           if teacher.price else 0.0)
-            add(spec, {"requests": planned, "cached": 0, "to_send": planned, **extra, "cost_usd": extra_cost,
-                       "cost_known": teacher.price is not None})
-        add(spec, line)
+            add(teacher.spec, {"requests": planned, "cached": 0, "to_send": planned, **extra,
+                               "cost_usd": extra_cost, "cost_known": teacher.price is not None})
+        add(teacher.spec, line)
     if planned:
         writer = session.teacher(ALIASES.get(cfg.writer(), cfg.writer()), dry_run=True)
         slots = gapfill.write_requests(plans, cfg.gaps, lambda note_id, text: guard.outgoing(writer, note_id, text))
