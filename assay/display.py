@@ -59,6 +59,9 @@ def show_curate_run(console: Console, version) -> None:
     if gaps:
         console.print(f"[bold]{len(gaps)} coverage gap(s)[/bold] (for synthetic generation): "
                       + safe(", ".join(f"{g['cell']} needs {g['missing']}" for g in gaps)))
+    if m.get("possible_duplicates"):
+        console.print(f"[bold]{m['possible_duplicates']} possible duplicate pair(s)[/bold] kept for review "
+                      f"(assay datasets show {safe(version.ref)})")
     splits = m.get("splits", {})
     console.print("splits: " + ", ".join(f"{k}={splits.get(k, 0)}" for k in ("train", "validation", "test")))
     console.print(f"written to {safe(version.path)}")
@@ -122,9 +125,22 @@ def show_version(console: Console, version, *, clusters: int = 10, rejects: int 
     table = version.table("clusters")
     if clusters and table is not None and table.height:
         _show_clusters(console, table, version.table("rejects"), clusters)
+    possible = version.table("possible_duplicates")
+    if clusters and possible is not None and possible.height:
+        _show_possible(console, possible, clusters)
     reject_table = version.table("rejects")
     if rejects and reject_table is not None and reject_table.height:
         _show_rejects(console, reject_table, rejects)
+
+
+def _show_possible(console: Console, pairs, limit: int) -> None:
+    t = Table(title=f"{pairs.height} possible duplicate pair(s), both kept; first {min(limit, pairs.height)}")
+    for col in ("note_id_a", "note_id_b", "cosine", "word overlap", "text_a", "text_b"):
+        t.add_column(col, overflow="fold")
+    for row in pairs.head(limit).iter_rows(named=True):
+        t.add_row(safe(row["note_id_a"]), safe(row["note_id_b"]), f"{row['cosine']:.2f}",
+                  f"{row['word_overlap']:.2f}", safe((row["text_a"] or "")[:60]), safe((row["text_b"] or "")[:60]))
+    console.print(t)
 
 
 def _show_clusters(console: Console, clusters, rejects, limit: int) -> None:

@@ -118,6 +118,41 @@ def _newsgroup_body(post: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(keep)).strip()
 
 
+# --- known structure of the news corpus ------------------------------------------------------
+
+# lee_background's own duplicates (indices into its 300 stories): seven stories appear twice verbatim,
+# one twice with three typo fixes; three more pairs are one story cut short or extended with more news.
+NATURAL = {(104, 112), (115, 119), (117, 120), (150, 156), (230, 236), (263, 271), (281, 288), (232, 241)}
+CONTAINED = {(59, 72), (98, 107), (182, 191)}
+# Distinct reports of one event (Qantas strike, Israeli air raids, Tora Bora): close in meaning, not duplicates.
+SAME_EVENT = {(124, 130), (125, 191), (142, 245)}
+
+# Light paraphrases, written by hand, of the first two sentences of lee_background stories.
+PARAPHRASES = {
+    0: "Hundreds of residents have been forced to leave their houses in the Southern Highlands of New South Wales as "
+       "strong winds today drove a big bushfire toward the town of Hill Top. A new fire close to Goulburn, south-west "
+       "of Sydney, has caused the closure of the Hume Highway.",
+    5: "The Federal Government says it should be safe for Afghan asylum seekers in Australia to go back home once the "
+       "situation becomes secure. The Government has put their applications on hold while the interim government is "
+       "set up in Kabul.",
+    10: "Work is continuing this morning to restore electricity to tens of thousands of houses that were blacked out "
+        "during wild storms that hit south-east Queensland last night. Gale force winds knocked over trees and brought "
+        "down power lines, damaging houses and vehicles.",
+    20: "Argentine President Adolfo Rodriguez Saa has asked the nation's banks to help restore calm by making it "
+        "easier to pay pensions and wages to workers and retirees. He says he made the appeal at a meeting with "
+        "leaders of the banking industry.",
+    30: "The Northern Territory Aids Council says it is not surprised that the Territory's rate of HIV infection "
+        "through male to female sex is double the national rate. A report in the Centre for Disease Control Bulletin "
+        "says 21 per cent of HIV infections in the Territory came from male to female sex, against 10 per cent "
+        "nationally.",
+    40: "Firefighters across New South Wales are getting ready for a wind change that could bring more property losses "
+        "today. Over 100 fires now surround two-thirds of the greater Sydney region.",
+    80: "Zimbabwe has been given five weeks to end the political violence and the invasions of white-owned farms or "
+        "face possible suspension from the Commonwealth. A London meeting of the Commonwealth Ministerial Action Group "
+        "has put Zimbabwe on its list - the first step towards what could mean much tougher action.",
+}
+
+
 # --- sentences and vocabulary -------------------------------------------------------------
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")

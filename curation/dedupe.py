@@ -11,6 +11,11 @@ compare text, but only between rows of the same task and different notes; when a
 several rows (one note, several outputs), all of them are kept. Cross-set mode compares text alone:
 any reference row with the same or a similar text is a leak, whatever its task.
 
+The semantic pass drops only near-certain duplicates: distinct notes on one subject embed close, and
+dropping one loses a person's note. Pairs in its review band are kept and listed in `extra["possible"]`
+(note_id_a, note_id_b, cosine, word_overlap, text_a, text_b), which curate writes as the version's
+possible_duplicates table for a person to decide.
+
 `dup_cluster` on a row names the duplicate cluster it belongs to, so splits keep a cluster, and every
 row of a note that is in one, on one side. Across passes a row keeps the smallest cluster id among
 the clusters that touch its note (so a note that won an exact cluster and then a near one keeps one id).
@@ -116,9 +121,14 @@ def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, r
         if len(mine) and len(theirs):
             emb = _embed(model, _text(df).gather(mine), sem.batch_size)
             ref_emb = _embed(model, _text(reference).gather(theirs), sem.batch_size)
-            rows, refs, sims = _similar_pairs(emb, sem.threshold, other=ref_emb)
+            # a leak is anything the semantic pass would drop or list for review: a test row dropped
+            # costs little, one that leaks inflates every score measured on it
+            threshold, overlap = sem.threshold, sem.min_word_overlap
+            if sem.review_threshold is not None:
+                threshold, overlap = sem.review_threshold, min(overlap, sem.review_min_word_overlap)
+            rows, refs, sims = _similar_pairs(emb, threshold, other=ref_emb)
             rows, refs = mine[rows], theirs[refs]
-            ok = _word_overlap(norm, ref_norm, rows, refs) >= sem.min_word_overlap
+            ok = _word_overlap(norm, ref_norm, rows, refs) >= overlap
             record(rows[ok], refs[ok], sims[ok], "semantic")
 
     leaked = np.flatnonzero(match >= 0)
@@ -192,14 +202,41 @@ def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: P
     emb = _embed(embedder, _text(df).gather(rows), cfg.batch_size, progress)
     if progress and len(rows) < df.height:
         progress(df.height - len(rows))
-    i, j, _ = _similar_pairs(emb, cfg.threshold)
-    i, j = _allowed(df, rows[i], rows[j])
-    ok = _word_overlap(norm, norm, i, j) >= cfg.min_word_overlap
-    members, labels = _groups(df.height, i[ok], j[ok])
+    review = cfg.review_threshold if cfg.review_threshold is not None else cfg.threshold
+    i, j, sims = _similar_pairs(emb, min(cfg.threshold, review))
+    i, j = rows[i], rows[j]
+    allowed = _allowed_mask(df, i, j)
+    i, j, sims = i[allowed], j[allowed], sims[allowed]
+    overlap = _word_overlap(norm, norm, i, j)
+    certain = (sims >= cfg.threshold) & (overlap >= cfg.min_word_overlap)
+    members, labels = _groups(df.height, i[certain], j[certain])
     where = np.full(df.height, -1, dtype=np.int64)
     where[rows] = np.arange(len(rows))
-    return _resolve(df, norm, members, labels, "semantic",
-                    lambda a, b: np.einsum("ij,ij->i", emb[where[a]], emb[where[b]]))[0]
+    result, keep = _resolve(df, norm, members, labels, "semantic",
+                            lambda a, b: np.einsum("ij,ij->i", emb[where[a]], emb[where[b]]))
+    if cfg.review_threshold is not None:
+        maybe = ~certain & (sims >= cfg.review_threshold) & (overlap >= cfg.review_min_word_overlap)
+        maybe &= keep[i] & keep[j]  # a pair with a dropped note is settled
+        result.extra["possible"] = _possible_table(df, i[maybe], j[maybe], sims[maybe], overlap[maybe])
+    return result
+
+
+POSSIBLE_SCHEMA = {"note_id_a": pl.String, "note_id_b": pl.String, "cosine": pl.Float64, "word_overlap": pl.Float64,
+                   "text_a": pl.String, "text_b": pl.String}
+
+
+def _possible_table(df: pl.DataFrame, i: np.ndarray, j: np.ndarray, sims: np.ndarray,
+                    overlap: np.ndarray) -> pl.DataFrame:
+    """One row per pair of notes (the closest rows where a note has several), most similar first."""
+    ids, texts = df["note_id"], _text(df)
+    a, b = ids.gather(i), ids.gather(j)
+    swap = (a > b).to_numpy()
+    first, second = np.where(swap, j, i), np.where(swap, i, j)
+    pairs = pl.DataFrame({"note_id_a": ids.gather(first), "note_id_b": ids.gather(second), "cosine": sims,
+                          "word_overlap": overlap, "text_a": texts.gather(first), "text_b": texts.gather(second)},
+                         schema=POSSIBLE_SCHEMA)
+    return (pairs.sort("cosine", descending=True).unique(["note_id_a", "note_id_b"], keep="first")
+            .sort(["cosine", "note_id_a", "note_id_b"], descending=[True, False, False]))
 
 
 def _long_enough(norm: pl.Series, min_words: int) -> np.ndarray:
@@ -210,11 +247,6 @@ def _long_enough(norm: pl.Series, min_words: int) -> np.ndarray:
 
 
 # --- clusters, winners, reasons -------------------------------------------------------------
-
-def _allowed(df: pl.DataFrame, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ok = _allowed_mask(df, i, j)
-    return i[ok], j[ok]
-
 
 def _allowed_mask(df: pl.DataFrame, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Only rows of the same task and of different notes can be near or semantic duplicates."""

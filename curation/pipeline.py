@@ -61,6 +61,11 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         tables["rejects"] = pl.concat(rejects, how="diagonal_relaxed")
     if clusters:
         tables["clusters"] = pl.concat(clusters, how="diagonal_relaxed")
+    possible = [s.extra["possible"] for s in steps if s.extra.get("possible") is not None]
+    if possible:  # kept notes that may be duplicates, for a person to decide (both still in the data)
+        ids = final["note_id"].unique().implode()
+        tables["possible_duplicates"] = pl.concat(possible).filter(
+            pl.col("note_id_a").is_in(ids) & pl.col("note_id_b").is_in(ids))
     dropped = Counter()
     for step in steps:
         dropped.update(step.dropped)
@@ -80,6 +85,7 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         coverage=balance_step.extra.get("coverage", []),
         coverage_before=balance_step.extra.get("coverage_before", []),
         gaps=balance_step.extra.get("gaps", []),
+        possible_duplicates=tables["possible_duplicates"].height if "possible_duplicates" in tables else None,
         splits=split_counts(final, cfg.split),
     )
     return CurateRun(version, steps)

@@ -22,49 +22,21 @@ from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
 from curation.dedupe import CLUSTER_SCHEMA, cross_dedupe, dedupe, dedupe_exact, dedupe_near, dedupe_semantic
 
 
-def _load_planted():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "planted.py"
-    spec = importlib.util.spec_from_file_location("planted", path)
+def _load(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["planted"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-planted = _load_planted()
+planted = _load("planted")
+bench = _load("bench_dedupe_precision")
 NO_SEMANTIC = DedupeConfig(semantic=SemanticDedupeConfig(enabled=False))
 
-# lee_background's own duplicates (indices into its 300 stories): seven stories appear twice verbatim,
-# one twice with three typo fixes; three more pairs are one story cut short or extended with more news.
-NATURAL = {(104, 112), (115, 119), (117, 120), (150, 156), (230, 236), (263, 271), (281, 288), (232, 241)}
-CONTAINED = {(59, 72), (98, 107), (182, 191)}
-# Distinct reports of one event (Qantas strike, Israeli air raids, Tora Bora): close in meaning, not duplicates.
-SAME_EVENT = {(124, 130), (125, 191), (142, 245)}
-
-# Light paraphrases, written by hand, of the first two sentences of lee_background stories.
-PARAPHRASES = {
-    0: "Hundreds of residents have been forced to leave their houses in the Southern Highlands of New South Wales as "
-       "strong winds today drove a big bushfire toward the town of Hill Top. A new fire close to Goulburn, south-west "
-       "of Sydney, has caused the closure of the Hume Highway.",
-    5: "The Federal Government says it should be safe for Afghan asylum seekers in Australia to go back home once the "
-       "situation becomes secure. The Government has put their applications on hold while the interim government is "
-       "set up in Kabul.",
-    10: "Work is continuing this morning to restore electricity to tens of thousands of houses that were blacked out "
-        "during wild storms that hit south-east Queensland last night. Gale force winds knocked over trees and brought "
-        "down power lines, damaging houses and vehicles.",
-    20: "Argentine President Adolfo Rodriguez Saa has asked the nation's banks to help restore calm by making it "
-        "easier to pay pensions and wages to workers and retirees. He says he made the appeal at a meeting with "
-        "leaders of the banking industry.",
-    30: "The Northern Territory Aids Council says it is not surprised that the Territory's rate of HIV infection "
-        "through male to female sex is double the national rate. A report in the Centre for Disease Control Bulletin "
-        "says 21 per cent of HIV infections in the Territory came from male to female sex, against 10 per cent "
-        "nationally.",
-    40: "Firefighters across New South Wales are getting ready for a wind change that could bring more property losses "
-        "today. Over 100 fires now surround two-thirds of the greater Sydney region.",
-    80: "Zimbabwe has been given five weeks to end the political violence and the invasions of white-owned farms or "
-        "face possible suspension from the Commonwealth. A London meeting of the Commonwealth Ministerial Action Group "
-        "has put Zimbabwe on its list - the first step towards what could mean much tougher action.",
-}
+NATURAL, CONTAINED, SAME_EVENT = planted.NATURAL, planted.CONTAINED, planted.SAME_EVENT
+PARAPHRASES = planted.PARAPHRASES
 
 
 @pytest.fixture(scope="session")
@@ -200,7 +172,11 @@ def test_labeled_rows_are_compared_per_task_and_a_winning_note_keeps_all_its_row
 
 # --- semantic -------------------------------------------------------------------------------
 
-def test_semantic_defaults_catch_paraphrases_and_keep_same_event_stories_apart(lee, embedder):
+def _pairs(table: pl.DataFrame) -> set[tuple[str, str]]:
+    return {tuple(sorted(p)) for p in table.select("note_id_a", "note_id_b").rows()}
+
+
+def test_semantic_defaults_drop_only_close_paraphrases_and_list_the_rest(lee, embedder):
     snippets = {i: " ".join(planted.split_sentences(lee[i])[:2]) for i in range(0, 120, 3)}
     for a, b in SAME_EVENT:
         snippets[a] = " ".join(planted.split_sentences(lee[a])[:3])
@@ -212,11 +188,53 @@ def test_semantic_defaults_catch_paraphrases_and_keep_same_event_stories_apart(l
     results = dedupe(df, DedupeConfig(), embedder=embedder)
     for r in results:
         check_counts(r)
-    pairs = {tuple(sorted((ids[a], ids[b]))) for a, b in found_pairs(results, ids)}
-    assert pairs == {(f"p{i:03d}", f"s{i:03d}") for i in PARAPHRASES}
+    dropped = {tuple(sorted((ids[a], ids[b]))) for a, b in found_pairs(results, ids)}
+    listed = _pairs(results[2].extra["possible"])
+    paraphrases = {(f"p{i:03d}", f"s{i:03d}") for i in PARAPHRASES}
+    # measured: 3 of the 7 hand-written paraphrases are near-certain (cosine 0.95-0.99, word overlap 0.6-0.83),
+    # the other 4 (cosine 0.88-0.92) are kept and listed for review; nothing else is dropped
+    assert dropped <= paraphrases and len(dropped) == 3
+    assert paraphrases - dropped <= listed and not dropped & listed
     semantic = results[2].extra["clusters"]
-    assert semantic.height >= 12  # six of the seven pairs need the semantic pass (one is a near duplicate)
-    assert semantic.filter(~pl.col("kept"))["similarity"].min() >= 0.85
+    assert semantic.filter(~pl.col("kept"))["similarity"].min() >= 0.95
+    assert results[2].extra["possible"]["cosine"].max() < 0.95
+
+
+# Distinct reports of one event that the old semantic defaults (cosine 0.82, word overlap 0.2) merged, by index
+# into lee_background: the national road toll at 45 and at 37; a Test match late on day four and its result;
+# Qantas maintenance workers' ballot and their union's threat; two waves of Israeli air raids.
+SAME_EVENT_MERGED_BEFORE = [(2, 21), (118, 132), (187, 195), (145, 250)]
+
+
+def test_semantic_defaults_keep_distinct_reports_of_one_event(lee, embedder):
+    idx = [i for pair in SAME_EVENT_MERGED_BEFORE for i in pair]
+    ids = [f"d{i:03d}" for i in idx]
+    df = notes([lee[i] for i in idx], ids=ids)
+    results = dedupe(df, DedupeConfig(), embedder=embedder)
+    assert all(r.rejects.height == 0 for r in results)
+    listed = _pairs(results[2].extra["possible"])
+    assert {(f"d{a:03d}", f"d{b:03d}") for a, b in SAME_EVENT_MERGED_BEFORE[:3]} <= listed
+    # the old defaults dropped one of each pair
+    old = DedupeConfig(semantic=SemanticDedupeConfig(threshold=0.82, min_word_overlap=0.2))
+    assert dedupe(df, old, embedder=embedder)[2].rejects.height >= 3
+
+
+@pytest.mark.parametrize("name", ["news", "open", "chunk"])
+def test_semantic_defaults_precision_on_distinct_documents_of_shared_topics(name):
+    # the measurement of benchmarks/bench_dedupe_precision.py: real news stories, their openings and their
+    # two-sentence pieces (distinct texts on one subject), plus planted copies and lee_background's repeats
+    corpus = next(c for c in bench.corpora() if c.name == name)
+    score, wrong = bench.run(corpus, DedupeConfig(), bench.CachedEmbedder())
+    assert score.precision >= 0.99 and not wrong, wrong
+    old_score, _ = bench.run(corpus, DedupeConfig(semantic=SemanticDedupeConfig(threshold=0.82, min_word_overlap=0.2)),
+                             bench.CachedEmbedder())
+    assert old_score.precision < 0.99  # measured: 0.970, 0.980, 0.905
+
+
+def test_review_band_must_lie_below_the_drop_threshold():
+    with pytest.raises(ValueError, match="review_threshold"):
+        SemanticDedupeConfig(threshold=0.9, review_threshold=0.92)
+    assert SemanticDedupeConfig(review_threshold=None).review_threshold is None
 
 
 def test_semantic_leaves_short_notes_that_differ_in_one_word(embedder):
