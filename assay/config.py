@@ -26,7 +26,7 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
     data: dict[str, Any] = {}
     if path:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            loaded = safe_yaml(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from exc
         except yaml.YAMLError as exc:
@@ -43,7 +43,7 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
             problems.append(f"override {item!r} is not key=value")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = safe_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
             problems.append(f"override {item!r}: invalid YAML value: {_yaml_problem(exc)}")
             continue
@@ -61,6 +61,34 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+MAX_YAML_DEPTH = 100  # levels of nesting; configs and front matter use a handful
+
+
+class YAMLRefused(yaml.YAMLError):
+    """YAML that parses but is refused before anything is built from it."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def safe_yaml(text: str, *, aliases: bool = True) -> Any:
+    """yaml.safe_load, after a pass over the events that refuses deep nesting (building recurses once per
+    level: thousands crash the loader, and the pure-Python scanner takes seconds over them) and, unless
+    allowed, aliases (a few lines that expand to gigabytes once written out)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) and not aliases:
+            raise YAMLRefused("YAML aliases (*name) are not allowed")
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YAMLRefused(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    return yaml.safe_load(text)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

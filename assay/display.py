@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 
-# C0 and C1 control characters (tab and newline aside) and the bidi overrides that reorder what a terminal shows
-_CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# C0 and C1 control characters (tab and newline aside), the bidi overrides that reorder what a terminal shows,
+# and lone surrogates (undecodable bytes in a file name or argument), which no terminal encoding can write
+_CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 _UNSAFE = re.compile(f"[{_CONTROL}]")
 _UNSAFE_OR_NEWLINE = re.compile(f"[{_CONTROL}\n]")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 
 
@@ -27,7 +28,7 @@ class InputError(AssayError):
         if field is not None:
             parts.append(f" (field {field!r}")
             parts.append(f", value {short(value)})" if value is not None else ")")
-        super().__init__("".join(parts))
+        super().__init__(one_line("".join(parts)))
 
 
 class ConfigError(AssayError):
@@ -36,6 +37,7 @@ class ConfigError(AssayError):
     exit_code = 2
 
     def __init__(self, source: str, problems: list[str]):
+        problems = [one_line(p) for p in problems]  # a key or value typed with a newline stays on its line
         self.problems = problems
         if len(problems) == 1:  # one problem, one line
             super().__init__(f"{source}: {problems[0]}")
@@ -69,7 +71,18 @@ def short(value: object, limit: int = 80) -> str:
         text = repr(value)
     except RecursionError:
         return "(nested too deep to show)"
+    except ValueError:  # an int of more than 4,300 digits
+        return "(a number too long to show)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_BREAKS_AND_SURROGATES = re.compile("[\r\n\ud800-\udfff]")
+
+
+def one_line(text: str) -> str:
+    """Line breaks that came with user data (a date, a key, a file name) shown as escapes, and so are lone
+    surrogates (JSON can escape half an emoji), which no terminal or file encoding can write."""
+    return _BREAKS_AND_SURROGATES.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def beyond_python(exc: RecursionError | ValueError) -> str:

@@ -168,7 +168,8 @@ class _Run:
             except Bad as bad:
                 item.bad = bad
         if item.bad is not None:
-            self._reject(src, item, item.bad, {"note_id": guess_id(item, src.columns)[1], "text": item.raw})
+            note_id = guess_id(item, src.columns)[1]  # unchecked: may hold a lone surrogate, so made readable
+            self._reject(src, item, item.bad, {"note_id": note_id and readable(note_id), "text": item.raw})
             return
         where = (src.name, _where(src, item))
         if row["note_id"] is None:

@@ -41,7 +41,10 @@ def read_csv(src: Source, rel: str | None = None) -> Iterator[Item]:
         return
     delimiter = max(_DELIMITERS, key=first.count)  # Excel writes ";" in locales where "," is the decimal mark
     reader = csv.reader(itertools.chain([first], rows), delimiter=delimiter)
-    header = [h.strip() for h in next(reader)]
+    try:
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as exc:  # like other header problems, this spoils every row
+        raise InputError(f"unreadable CSV header: {exc}", file=src.name, line=1, field="header") from None
     _check_header(src, header)
     record = 0
     while True:

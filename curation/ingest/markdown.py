@@ -8,11 +8,11 @@ from typing import Iterator
 
 import yaml
 
+from assay.config import YAMLRefused, safe_yaml
 from assay.errors import beyond_python
 from assay.records import dumps_metadata
 from curation.ingest._io import BOM, CHUNK, Bad, Item, Source, newlines, readable, too_large, utf8_bad
 
-MAX_DEPTH = 100  # levels of nesting in front matter; real notes use two or three
 _FRONT_END = re.compile(r"^(---|\.\.\.)[ \t]*$", re.M)
 _HEADING = re.compile(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
 _FENCE = re.compile(r"^(```|~~~).*?(^\1|\Z)", re.M | re.S)
@@ -66,9 +66,10 @@ def _front_matter(text: str) -> tuple[dict, str]:
         return {}, text
     block = text[4:end.start()]
     try:
-        _check_events(block)
-        front = _text_keys(yaml.safe_load(block))
+        front = _text_keys(safe_yaml(block, aliases=False))
         dumps_metadata(front if isinstance(front, dict) else {})  # fails here, not later: 0x + 5,000 hex digits
+    except YAMLRefused as exc:
+        raise Bad("bad_front_matter", f"{exc.problem} in front matter", line=2) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 2  # the block starts on line 2
@@ -81,23 +82,6 @@ def _front_matter(text: str) -> tuple[dict, str]:
     if not isinstance(front, dict):
         raise Bad("bad_front_matter", f"front matter must be a mapping of keys, got {type(front).__name__}", line=2)
     return front, text[end.end():]
-
-
-def _check_events(block: str) -> None:
-    """Refuse what YAML can say but a note's front matter never needs, before building anything from it:
-    aliases (a few lines expand to gigabytes once written out as metadata) and deep nesting (building it
-    recurses once per level; thousands of levels crash the loader and take seconds to parse)."""
-    depth = 0
-    for event in yaml.parse(block, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise Bad("bad_front_matter", "YAML aliases (*name) are not allowed in front matter", line=2)
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise Bad("bad_front_matter", f"front matter is nested deeper than {MAX_DEPTH} levels",
-                          line=event.start_mark.line + 2)
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
 
 
 def _text_keys(value):

@@ -1,0 +1,177 @@
+"""Fuzz: any bytes, in every export format, and any override text give either a dataset or one AssayError
+line naming the file and the reason; never another exception, never a hang (issue 10, item 7)."""
+
+import json
+import os
+import signal
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from assay.config import load_config
+from assay.errors import AssayError, ConfigError
+from curation.clean import clean
+from curation.config import CleanConfig, CurateConfig, IngestConfig
+from curation.ingest import ingest
+
+# Examples per test; FUZZ_EXAMPLES=2000 for a longer hunt. The defaults keep the whole module under a minute.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+SEEDS = {
+    "json": b'[{"id": "a", "content": "Met Ana about the roadmap", "tags": ["work"], "created": "2025-03-14"},\n'
+            b' {"uuid": 7, "body": "Call the dentist", "folder": "health", "meta": {"x": [1, 2.5, null]}}]',
+    "jsonl": b'{"id": "a", "content": "Met Ana", "created_at": 1710408600000}\n'
+             b'{"id": "b", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n',
+    "csv": b'id,content,tags,created\n1,"Met Ana, about ""Q3""",work;plans,2025-03-14\n2,Call the dentist,,\n',
+    "md": b"---\ntitle: Groceries\ntags: [food, home]\ncreated: 2025-03-14\n---\n# Groceries\nOat milk #shopping\n",
+    "enex": b'<?xml version="1.0" encoding="UTF-8"?>\n<en-export><note><title>T</title><content><![CDATA['
+            b'<en-note><div>Plan the <b>garden</b> &amp; beds</div><script>x()</script></en-note>]]></content>'
+            b"<created>20250314T093000Z</created><tag>home</tag></note></en-export>\n",
+}
+FORMATS = {"json": "json", "jsonl": "jsonl", "csv": "csv", "md": "markdown", "enex": "enex"}
+# pieces that have broken parsers before: structure, escapes, control and invalid bytes, deep nesting, huge numbers
+FRAGMENTS = [b"[", b"]", b"{", b"}", b'"', b"'", b",", b":", b"\n", b"\r", b"\x00", b"\xff", b"\xc3", b"\\u",
+             b"\\ud83d", b'"\\ud83d"', b"---\n", b"...\n", b"<", b">", b"&", b"&#0;", b"<![CDATA[", b"]]>", b"<!ENTITY x 'y'>",
+             b"<note>", b"</note>", b"<content>", b"*a", b"&a", b"#", b"\x1b[2J", b"[/bold]", b";", b"\t",
+             b"[" * 3000, b"{" * 3000, b"9" * 5000, b"0x" + b"f" * 5000, b"- " * 200, b'"' * 3]
+
+
+@st.composite
+def export_bytes(draw, seed: bytes) -> bytes:
+    """Random bytes, or the seed with pieces inserted, replaced and cut: most of the interesting failures
+    are near-valid files, which pure random bytes seldom reach."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=400))
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(data)))
+        piece = draw(st.one_of(st.sampled_from(FRAGMENTS), st.binary(min_size=1, max_size=8)))
+        cut = draw(st.integers(0, 8))
+        data[at:at + cut] = piece
+    return bytes(data)
+
+
+@contextmanager
+def no_hang(seconds: float):
+    def alarm(*_):
+        raise TimeoutError(f"ingest still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def check_export(path: Path, fmt: str, skip_invalid: bool) -> None:
+    """The property: a dataset whose every record is accounted for, or one AssayError line naming the file."""
+    try:
+        with no_hang(20):
+            result = ingest(path, IngestConfig(format=fmt, skip_invalid=skip_invalid))
+            cleaned = clean(result.kept, CleanConfig())
+    except AssayError as exc:
+        message = str(exc)
+        assert "\n" not in message, message
+        assert path.name in message, message
+        return
+    assert sum(i["records"] for i in result.extra["inputs"]) == result.kept.height + result.rejects.height
+    assert cleaned.rows_in == result.kept.height
+    for meta in result.rejects["metadata"].to_list():
+        error = json.loads(meta)["ingest_error"]
+        assert "\n" not in error and path.name in error, error
+    for text in cleaned.kept["text"].to_list():
+        assert not any(ord(c) < 32 and c not in "\n\t" for c in text), repr(text)
+
+
+@pytest.mark.parametrize("ext", list(SEEDS))
+@FUZZ
+@given(data=st.data())
+def test_any_bytes_in_any_format(ext, data):
+    content = data.draw(export_bytes(SEEDS[ext]))
+    skip_invalid = data.draw(st.booleans())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"export.{ext}"
+        path.write_bytes(content)
+        check_export(path, FORMATS[ext], skip_invalid)
+
+
+@FUZZ
+@given(files=st.lists(export_bytes(SEEDS["md"]), min_size=1, max_size=3), skip_invalid=st.booleans())
+def test_any_bytes_in_a_markdown_folder(files, skip_invalid):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "export"
+        (folder / "sub").mkdir(parents=True)
+        for i, content in enumerate(files):
+            (folder / ("sub" if i % 2 else ".") / f"note-{i}.md").write_bytes(content)
+        try:
+            with no_hang(20):
+                result = ingest(folder, IngestConfig(format="markdown", skip_invalid=skip_invalid))
+        except AssayError as exc:
+            assert "\n" not in str(exc) and "note-" in str(exc), str(exc)
+            return
+        assert result.kept.height + result.rejects.height == len(files)
+
+
+KEYS = ["ingest.format", "ingest.max_note_bytes", "ingest.columns", "ingest.columns.text", "clean.min_chars",
+        "dedupe.near.threshold", "balance.dimensions", "split.train", "bogus", "ingest", ""]
+
+
+@FUZZ
+@given(key=st.one_of(st.sampled_from(KEYS), st.text(max_size=20)),
+       value=st.one_of(st.text(max_size=60), st.sampled_from([f.decode("latin-1") for f in FRAGMENTS])),
+       sep=st.sampled_from(["=", "", "=="]))
+def test_any_override_is_a_config_or_a_config_error(key, value, sep):
+    override = f"{key}{sep}{value}"
+    try:
+        with no_hang(20):
+            load_config(CurateConfig, None, [override])
+    except ConfigError as exc:
+        assert exc.problems and all("\n" not in p for p in exc.problems), exc.problems
+        if len(exc.problems) == 1:
+            assert "\n" not in str(exc)
+
+
+# ---------------------------------------------------------------- what fuzzing found, kept as plain tests
+
+
+def test_found_csv_header_with_a_lone_carriage_return(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_bytes(b"\rid,content\n1,a note\n")
+    with pytest.raises(AssayError, match=r"notes\.csv:1: unreadable CSV header: new-line character"):
+        ingest(path, IngestConfig(skip_invalid=True))
+
+
+def test_found_lone_surrogate_in_the_id_of_a_reject(tmp_path):
+    path = tmp_path / "notes.json"
+    path.write_text('[{"id": "a\\ud83d", "content": 5}, {"id": "b", "content": "x", "created": "\\ud83d\\n"}]')
+    result = ingest(path, IngestConfig(skip_invalid=True))
+    assert result.rejects["note_id"].to_list() == ["a?", "b"]
+    assert result.rejects["reason"].to_list() == ["bad_type:content", "bad_date"]
+    error = json.loads(result.rejects["metadata"][1])["ingest_error"]
+    assert "\\ud83d\\n" in error and "\n" not in error
+
+
+def test_found_front_matter_keys_of_mixed_types(tmp_path):
+    path = tmp_path / "note.md"
+    path.write_text("---\nscores: {1: low, b: high}\n---\nA note body.\n")
+    meta = json.loads(ingest(path, IngestConfig()).kept["metadata"][0])
+    assert meta == {"scores": {"1": "low", "b": "high"}}
+
+
+def test_found_huge_integer_in_a_config_problem():
+    with pytest.raises(ConfigError, match=r"ingest: .*\(got \(a number too long to show\)\)"):
+        load_config(CurateConfig, None, ["ingest=0x" + "f" * 5000])
+
+
+def test_found_newline_in_an_override_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(CurateConfig, None, ["0\n0=1"])
+    assert str(err.value) == "defaults + overrides: 0\\n0: unknown key"
