@@ -21,6 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import search_engine  # noqa: E402,F401  (registers the engine under its name before the app starts)
 
 
+def _sqlite_wal() -> None:
+    """argilla-server's SQLite in WAL mode: readers stop blocking the writer, and a commit is one append
+    to the log (it keeps synchronous=FULL, so an answer is on disk once the server says so)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from argilla_server.settings import settings
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(dbapi_connection, connection_record):
+        if settings.database_is_sqlite:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+
 def migrate() -> None:
     from argilla_server.cli.database.migrate import migrate_db
 
@@ -60,6 +76,7 @@ def worker() -> None:
 
 
 if __name__ == "__main__":
+    _sqlite_wal()
     command = sys.argv[1]
     if command == "migrate":
         migrate()

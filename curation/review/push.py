@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from assay.errors import AssayError, InputError
+from assay.errors import InputError
 from assay.store import DatasetStore, Version
 from curation.review.client import find_dataset
 
@@ -59,9 +59,11 @@ def review_rows(version: Version, task: str) -> pl.DataFrame:
 def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
     if opts.only not in ONLY:
         raise InputError(f"--only must be one of {', '.join(ONLY)}", field="only", value=opts.only)
-    if opts.only == "duplicates":
-        raise AssayError("--only duplicates needs a `possible_duplicates` table, which curation does not write yet")
     version = store.get(ref)
+    if opts.only == "duplicates":
+        from curation.review.duplicates import push_duplicates
+
+        return push_duplicates(version, client, opts.workspace, opts.min_submitted)
     task = opts.task or version.manifest.get("task")
     if not task:
         raise InputError(f"{version.ref} names no task; pass --task", file=str(version.path), field="task")

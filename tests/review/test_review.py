@@ -183,3 +183,25 @@ def test_taken_port_and_missing_redis_are_one_line(server, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "assay", "review", "serve", "--port", "1"], env=no_redis,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "redis-server is not installed" in missing.stderr
+
+
+def test_possible_duplicates_pushed_as_same_note_question(server):
+    from curation.dedupe import POSSIBLE_SCHEMA
+    from curation.review.duplicates import pair_id
+
+    version = make_version(server.home, "dups", 4)
+    pairs = pl.DataFrame([{"note_id_a": "dups-note-00000", "note_id_b": "dups-note-00001", "cosine": 0.91,
+                           "word_overlap": 0.4, "text_a": "Water the tomatoes.", "text_b": "Tomatoes need water."}],
+                         schema=POSSIBLE_SCHEMA)
+    DatasetStore(server.home / "datasets").write("dups", version.data(), step="curate", config={},
+                                                 tables={"possible_duplicates": pairs})
+    for expected in ("pushed 1 new record(s)", "pushed 0 new record(s)"):  # the second push adds nothing
+        assert expected in run(server, "push", "dups@v2", "--only", "duplicates").stdout
+    records = server_records(server, "dups-v2-duplicates")
+    assert list(records) == [pair_id("dups-note-00000", "dups-note-00001")]
+    record = next(iter(records.values()))
+    assert record["fields"] == {"note_a": "Water the tomatoes.", "note_b": "Tomatoes need water."}
+    with server.owner as owner:
+        questions = owner.get(f"/api/v1/datasets/{record['dataset_id']}/questions").json()["items"]
+    same = [q for q in questions if q["name"] == "same_note"][0]
+    assert {o["value"] for o in same["settings"]["options"]} == {"keep_both", "keep_a", "keep_b"}
