@@ -1,8 +1,10 @@
 """Shared test helpers."""
 
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,24 @@ def assay_cache():
         mp.setenv("ASSAY_CACHE", os.environ.get("ASSAY_CACHE") or str(repo / ".cache" / "assay"))
         mp.setenv("HF_HUB_OFFLINE", "1")
         yield Path(os.environ["ASSAY_CACHE"])
+
+
+@pytest.fixture
+def no_hang():
+    """no_hang(seconds) is a context that fails its body with TimeoutError after `seconds` instead of letting
+    it hang the suite (a FIFO opened for reading, a parser stuck on hostile input)."""
+
+    @contextmanager
+    def within(seconds: float):
+        def alarm(*_):
+            raise TimeoutError(f"still running after {seconds} s")
+
+        old = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    return within

@@ -3,9 +3,7 @@ line naming the file and the reason; never another exception, never a hang (issu
 
 import json
 import os
-import signal
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,8 @@ from curation.ingest import ingest
 # Examples per test; FUZZ_EXAMPLES=2000 for a longer hunt. The defaults keep the whole module under a minute.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])  # no_hang holds no state
 
 SEEDS = {
     "json": b'[{"id": "a", "content": "Met Ana about the roadmap", "tags": ["work"], "created": "2025-03-14"},\n'
@@ -57,21 +56,7 @@ def export_bytes(draw, seed: bytes) -> bytes:
     return bytes(data)
 
 
-@contextmanager
-def no_hang(seconds: float):
-    def alarm(*_):
-        raise TimeoutError(f"ingest still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def check_export(path: Path, fmt: str, skip_invalid: bool) -> None:
+def check_export(path: Path, fmt: str, skip_invalid: bool, no_hang) -> None:
     """The property: a dataset whose every record is accounted for, or one AssayError line naming the file."""
     try:
         with no_hang(20):
@@ -94,18 +79,18 @@ def check_export(path: Path, fmt: str, skip_invalid: bool) -> None:
 @pytest.mark.parametrize("ext", list(SEEDS))
 @FUZZ
 @given(data=st.data())
-def test_any_bytes_in_any_format(ext, data):
+def test_any_bytes_in_any_format(ext, data, no_hang):
     content = data.draw(export_bytes(SEEDS[ext]))
     skip_invalid = data.draw(st.booleans())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"export.{ext}"
         path.write_bytes(content)
-        check_export(path, FORMATS[ext], skip_invalid)
+        check_export(path, FORMATS[ext], skip_invalid, no_hang)
 
 
 @FUZZ
 @given(files=st.lists(export_bytes(SEEDS["md"]), min_size=1, max_size=3), skip_invalid=st.booleans())
-def test_any_bytes_in_a_markdown_folder(files, skip_invalid):
+def test_any_bytes_in_a_markdown_folder(files, skip_invalid, no_hang):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "export"
         (folder / "sub").mkdir(parents=True)
@@ -128,7 +113,7 @@ KEYS = ["ingest.format", "ingest.max_note_bytes", "ingest.columns", "ingest.colu
 @given(key=st.one_of(st.sampled_from(KEYS), st.text(max_size=20)),
        value=st.one_of(st.text(max_size=60), st.sampled_from([f.decode("latin-1") for f in FRAGMENTS])),
        sep=st.sampled_from(["=", "", "=="]))
-def test_any_override_is_a_config_or_a_config_error(key, value, sep):
+def test_any_override_is_a_config_or_a_config_error(key, value, sep, no_hang):
     override = f"{key}{sep}{value}"
     try:
         with no_hang(20):

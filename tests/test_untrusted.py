@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,21 +17,6 @@ from curation.config import CleanConfig, CurateConfig, IngestConfig
 from curation.ingest import ingest
 
 FAST = ["dedupe.semantic.enabled=false"]  # no embedding model: these tests are about input handling
-
-
-@contextmanager
-def no_hang(seconds: float):
-    """Fail (rather than hang the suite) when the body blocks, e.g. opening a FIFO nobody writes to."""
-    def alarm(*_):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def one_line(text: str) -> str:
@@ -69,7 +52,7 @@ def test_symlink_out_of_the_export_is_not_read(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and Unix sockets")
-def test_devices_fifos_and_sockets_are_rejects_not_reads(tmp_path):
+def test_devices_fifos_and_sockets_are_rejects_not_reads(tmp_path, no_hang):
     folder = note_folder(tmp_path)
     (folder / "zero.md").symlink_to("/dev/zero")
     os.mkfifo(folder / "pipe.md")  # opening it for reading would wait for a writer forever
@@ -98,7 +81,7 @@ def test_devices_fifos_and_sockets_are_rejects_not_reads(tmp_path):
         ingest(Path("/dev/zero"), IngestConfig(format="markdown"))
 
 
-def test_size_limit_holds_while_reading_not_only_from_stat(tmp_path):
+def test_size_limit_holds_while_reading_not_only_from_stat(tmp_path, no_hang):
     # /proc/self/pagemap is a regular file whose stat size is 0 and whose content is 8 bytes per page of the
     # address space (hundreds of GiB): trusting stat reads until memory runs out
     pagemap = Path("/proc/self/pagemap")
