@@ -41,7 +41,7 @@ def measure(rows: list[dict]) -> dict:
             start = text.index(item["value"])
             end = start + len(item["value"])
             covering = [e for e in ents if e.start < end and start < e.end]
-            covered = set().union(*(range(max(e.start, start), min(e.end, end)) for e in covering)) if covering else set()
+            covered = set().union(set(), *(range(max(e.start, start), min(e.end, end)) for e in covering))
             planted[item["type"]] += 1
             if len(covered) == end - start:
                 caught[item["type"]] += 1

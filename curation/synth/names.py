@@ -62,7 +62,8 @@ _PLACE_WORDS = frozenset("""woods wood hill hills court park street st road lane
 church college school university hospital museum gallery centre center airport institute tower gardens garden
 common green field fields heath beach bay island lake river valley way avenue close drive place row terrace
 market arena stadium theatre theater library cathedral abbey castle palace day night time foods pharma labs
-ltd inc gmbh group bank vets clinic cafe café bar pub restaurant hotel""".split())
+ltd inc gmbh group bank vets clinic cafe café bar pub restaurant hotel corp corporation co company llc ag sa
+plc bv nv spa srl partners consulting solutions systems technologies software media studio studios""".split())
 # words before a name that take a person: "call Anna", "met with John Smith", "Termin mit Jürgen"
 _STRONG = frozenset("""call called calling ring rang phone phoned text texted email emailed e-mail mail mailed ask
 asked tell told remind reminded ping pinged invite invited thank thanks met meet visit visited contact contacted

@@ -27,11 +27,13 @@ if TYPE_CHECKING:
     from curation.synth.teachers import Teacher
 
 TYPES = ("SECRET", "URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")
-NOT_COVERED = ("person names without a cue: a surname alone in running text, a name in lower case, a first name "
-               "that is also a common word (Grace, Will, May) without a surname or a cue; no NER model is installed. "
-               "Street addresses without a house number or a street word (Unter den Linden 77 is found, "
-               "'the house next to the bakery' is not); multi-word passphrases after 'password:' unless quoted "
-               "(only the first word); secrets that look like words; national IDs other than US SSNs; dates of birth.")
+NOT_COVERED = ("no NER model is installed, so these person names are not found: a surname alone in running text "
+               "('Okafor said'), a name in lower case except right after call/ask/met and the like, a first name "
+               "that is also a common word (Grace, Will, May) with neither a surname nor such a word before it, a "
+               "name changed by grammar (Polish 'z Katarzyną'), a family name first at the start of a sentence; "
+               "firms and places after such words may be redacted as names. Also not found: addresses without a "
+               "house number or a street word, national ID numbers other than US SSNs, dates of birth, and a "
+               "password of one plain word after 'is' ('the password is sunshine').")
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,8 @@ _UNIT = r"(?:,?\s*+(?:Apt|Apartment|Suite|Ste|Unit|Flat|Floor|Fl|#)\.?\s*+#?[\w\
 _US_TAIL = r"(?-i:(?:,\s*+[A-Z][a-z]++(?:\s[A-Z][a-z]++){0,2})?(?:,?\s++[A-Z]{2}\s++\d{5}(?:-\d{4})?)?)"
 _UK_POSTCODE = r"(?-i:[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2})"
 _EN_ADDRESS = re.compile(
-    rf"(?<![\w\-.,])\d{{1,6}}[A-Za-z]?\s++(?:[NSEW]\.?\s++)?(?:{_NOT_STREET_WORD}[A-Za-z][\w'’.\-]{{0,30}}+\s++){{0,4}}"
+    rf"(?<![\w\-.,])\d{{1,6}}[A-Za-z]?\s++(?:[NSEW]\.?\s++)?"
+    rf"(?:{_NOT_STREET_WORD}[A-Za-z][\w'’.\-]{{0,30}}+\s++){{0,4}}"
     rf"{_STREET_SUFFIX}\b\.?(?:\s++(?:NW|NE|SW|SE|N|S|E|W)\b)?{_UNIT}{_US_TAIL}(?:,?\s++{_UK_POSTCODE}\b)?", re.I)
 # one word that ends in a street word, then a house number: Hauptstraße 12, Keizersgracht 123, Storgatan 5
 _ONE_WORD_STREET = re.compile(r"(?<![\w\-])(?P<street>[^\W\d_][\w.\-]{2,40}+)\s++\d{1,4}[a-zA-Z]?(?![\w\-])"
@@ -231,7 +232,8 @@ _SOUTH_ADDRESS = re.compile(
     r"(?<![\w\-])(?:(?i:Calle|C/|Avenida|Avda\.?|Plaza|Pza\.|Paseo|Carrer|Rua|Viale|Piazza|Corso|Largo|Vicolo|"
     r"Travessa|Praça|Camino|Ronda|ul\.|ulica|aleja)|Via|Av\.)\s++(?:[\w'’.]{1,30}+,?\s++){1,5}?"
     r"(?:n[º°o.]\s*+)?\d{1,4}[a-zA-Z]?(?![\w\-])(?:,\s*+\d{5}\s++[^\W\d_][\w\-]{1,30}+)?")
-_PO_BOX = re.compile(r"\b(?:P\.?\s?O\.?\s++Box|Postfach|Apartado(?: de correos)?|Casella postale)\s++\d{1,6}(?: \d{2,4})?\b",
+_PO_BOX = re.compile(r"\b(?:P\.?\s?O\.?\s++Box|Postfach|Apartado(?: de correos)?|Casella postale)"
+                     r"\s++\d{1,6}(?: \d{2,4})?\b",
                      re.I)
 # "Am Markt 3", "Unter den Linden 77": a German street of several words, with a postcode or a street-like noun
 _DE_PREFIXED = re.compile(
@@ -239,8 +241,9 @@ _DE_PREFIXED = re.compile(
     r"Neue|Neuer|Große|Kleine)\s++(?P<noun>[A-ZÄÖÜ][\wäöüß.\-]{1,30}+)\s++\d{1,4}[a-z]?(?![\w\-])"
     r"(?P<tail>,\s*+\d{5}\s++[A-ZÄÖÜ][\wäöüß\-]{1,30}+)?")
 _DE_STREET_NOUNS = ("markt", "ring", "berg", "bach", "hof", "garten", "graben", "feld", "park", "wall", "tor", "anger",
-                    "kamp", "brink", "hang", "höhe", "grund", "wiese", "see", "ufer", "deich", "linden", "steg", "heide",
-                    "busch", "kirche", "mühle", "brücke", "hafen", "weide", "eck", "stieg", "rain")
+                    "kamp", "brink", "hang", "höhe", "grund", "wiese", "see", "ufer", "deich", "linden", "steg",
+                    "heide", "busch", "kirche", "mühle", "brücke", "hafen", "weide", "eck", "stieg", "rain")
+_ADDRESS_END = re.compile(r"\s*+(?:[,.;:!?)\n]|$)")
 _UK_POSTCODE_ALONE = re.compile(rf"\b{_UK_POSTCODE}\b")
 
 
@@ -249,7 +252,8 @@ def addresses(text: str) -> Iterable[tuple[int, int]]:
         value = m.group().rstrip(" ,.")
         words = value.split()[1:]
         # "742 evergreen terrace" in lower case counts only where the address ends, not "2 new court shoes"
-        if any(w[:1].islower() for w in words) and not re.match(r"\s*+(?:[,.;:!?)\n]|$)", text[m.start() + len(value):]):
+        ends = _ADDRESS_END.match(text, m.start() + len(value))
+        if any(w[:1].islower() for w in words) and not ends:
             continue
         yield m.start(), m.start() + len(value)
     for m in _ONE_WORD_STREET.finditer(text):

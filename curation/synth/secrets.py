@@ -42,7 +42,8 @@ _KEY_NAMES = (r"api[_\- ]?key|apikey|access[_\- ]?key(?:[_\- ]?id)?|secret(?:[_\
               r"client[_\- ]?secret|(?:auth|access|refresh|api|bot|bearer|session)[_\- ]?token|token|"
               r"private[_\- ]?key|aws_secret_access_key|signing[_\- ]?key|webhook[_\- ]?secret|"
               r"(?:license|licence|product|recovery|activation|encryption|master)[_\- ]?key|"
-              r"(?:recovery|backup|2fa|mfa)[_\- ]?codes?|seed[_\- ]?phrase|lizenzschlüssel|wiederherstellungsschlüssel")
+              r"(?:recovery|backup|2fa|mfa)[_\- ]?codes?|seed[_\- ]?phrase|"
+              r"lizenzschlüssel|wiederherstellungsschlüssel")
 _PASSWORD_NAMES = (r"passwords?|passwd|pass(?:word|code|phrase|wort)?|pwd|pw|kennwort|mot de passe|mdp|"
                    r"contraseñas?|contrasena|contrasenya|clave|senha|wachtwoord|lösenord|losenord|passord|"
                    r"adgangskode|salasana|hasło|haslo|parola|heslo|jelszó|пароль|密码|パスワード")
@@ -56,11 +57,15 @@ _QUALIFIER = (r"(?:\s++(?:for|für|fürs|pour|para|per|of|to|at|on|del|de|du|des
 # an explicit separator may follow a qualifier; a bare space only the name itself ("password hunter2")
 _SEPARATOR = (r"(?:{q}(?P<sep>\s*+[:=]|\s*+=>|\s++(?:is|was|ist|war|est|es|era|é|er|är|jest|è|lautet|now)\b"
               r"(?:\s*+:)?)|(?P<bare>\s++(?=\S)))").format(q=_QUALIFIER)
-_VALUE = r"\s*+(?:[\"'“‘«„](?P<quoted>[^\"'”’»“\n]{1,80}+)[\"'”’»“]|(?P<token>[^\s\"'“”‘’«»]{1,120}+))"
+_VALUE = (r"\s*+(?:[\"'“‘«„](?P<quoted>[^\"'”’»“\n]{1,80}+)[\"'”’»“]"
+          r"|(?P<token>[^\s\"'“”‘’«»]{1,120}+))")
 _PASSWORD = re.compile(rf"(?<!\w)(?P<name>{_PASSWORD_NAMES})(?!\w){_SEPARATOR}{_VALUE}", re.I)
 _SECRET_ASSIGN = re.compile(rf"(?<![\w\-])(?:{_KEY_NAMES})(?!\w){_SEPARATOR}{_VALUE}", re.I)
-_PIN = re.compile(rf"(?<!\w)(?:{_PIN_NAMES})(?![^\W\d]){_QUALIFIER}(?:\s*+[:=#]|\s++(?:is|ist|est|es|é|er|är|è|lautet|:))?"
+_PIN = re.compile(rf"(?<!\w)(?:{_PIN_NAMES})(?![^\W\d]){_QUALIFIER}"
+                  r"(?:\s*+[:=#]|\s++(?:is|ist|est|es|é|er|är|è|lautet|:))?"
                   r"\s*+(?P<pin>(?-i:[0-9A-D][0-9A-D #*\-]{2,11}+))", re.I)
+# "password: correct horse battery staple": four or more lower-case words after "password:" are the password
+_PASSPHRASE = re.compile(r"[a-zà-ÿß]{2,20}+(?: [a-zà-ÿß]{2,20}+){3,7}+(?![\w\-])")
 # Google's app passwords: four groups of four lower-case letters, after a word that says password
 _APP_PASSWORD = re.compile(r"(?<![\w\-])[a-z]{4}(?: [a-z]{4}){3}(?![\w\-])")
 # words that follow "password" in prose and are not passwords ("password is required", "Passwort: siehe Tresor")
@@ -87,7 +92,9 @@ def find_secrets(text: str) -> Iterable[tuple[int, int]]:
     for m in _PRIVATE_KEY.finditer(text):
         yield m.span()
     for m in _PASSWORD.finditer(text):
-        span = _value_span(m, letters_ok=(m.group("sep") or "").strip() in (":", "=", "=>"))
+        explicit = (m.group("sep") or "").strip() in (":", "=", "=>")
+        phrase = _PASSPHRASE.match(text, m.start("token")) if explicit and m.group("token") else None
+        span = phrase.span() if phrase else _value_span(m, letters_ok=explicit)
         if span:
             yield span
     for m in _SECRET_ASSIGN.finditer(text):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.synth.pii import TYPES, Vault, fill_surrogates, find_pii, iban_ok, luhn_ok
+from curation.synth.pii import TYPES, Guard, Vault, fill_surrogates, find_pii, iban_ok, luhn_ok
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pii"
 
@@ -132,9 +132,11 @@ def test_bench_targets_secrets_all_overall_95_and_no_false_positives(name):
     ("router password: hunter2", "hunter2"),
     ("Passwort ist Sommer2024!", "Sommer2024!"),
     ("mot de passe : soleil42", "soleil42"),
+    ("wifi password: correct horse battery staple", "correct horse battery staple"),
     ("PIN 4711 for the card", "4711"),
     ("token ghp_IxNKu8iS2G8NPRVdD53X83RZJzzzzgEOzdme", "ghp_IxNKu8iS2G8NPRVdD53X83RZJzzzzgEOzdme"),
-    ("slack xoxb-2481632641-4815162342-Q2wE4rT6yU8iO0pA2sD4fG6h", "xoxb-2481632641-4815162342-Q2wE4rT6yU8iO0pA2sD4fG6h"),
+    ("slack xoxb-2481632641-4815162342-Q2wE4rT6yU8iO0pA2sD4fG6h",
+     "xoxb-2481632641-4815162342-Q2wE4rT6yU8iO0pA2sD4fG6h"),
     ("Authorization: Bearer 7xj8b7tfq7xkwo886vompzom75wb", "7xj8b7tfq7xkwo886vompzom75wb"),
 ])
 def test_secrets_never_reach_a_remote_teacher(text, secret):
@@ -170,3 +172,8 @@ def test_phone_regions_decide_what_a_national_number_is():
     text = "ring 06 1234 5678 tonight"  # a valid number in Italy, not in the US
     assert [e.type for e in find_pii(text, regions=("IT",))] == ["PHONE"]
     assert find_pii(text, regions=("US",)) == []
+
+
+def test_the_manifest_says_what_the_guard_does_not_find():
+    summary = Guard(False, ("DE", "FR")).summary()
+    assert summary["phone_regions"] == ["DE", "FR"] and "NER" in summary["not_covered"]

@@ -49,13 +49,8 @@ def test_mask_url(url, shown):
 
 
 @pytest.mark.parametrize("query", ["", f"?api_key={TOKEN}&tier=free"], ids=["userinfo", "userinfo+query"])
-def test_credentials_in_a_teacher_url_are_used_and_written_nowhere(query, tmp_path, monkeypatch):
-    log_file = tmp_path / "debug.log"
-    handler = logging.FileHandler(log_file)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)  # the SDK and its HTTP client log every request URL
+def test_credentials_in_a_teacher_url_are_used_and_written_nowhere(query, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)  # the SDK and its HTTP client log every request URL
     monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
     store = DatasetStore(tmp_path / "datasets")
     df = notes_frame({"note_id": f"n{i}", "title": None, "text": text, "category": "work", "origin": "export",
@@ -63,29 +58,23 @@ def test_credentials_in_a_teacher_url_are_used_and_written_nowhere(query, tmp_pa
                                                                     "Book the hotel near the station."]))
     version = store.write("notes", df, step="curate", config={}, gaps=[])
     out = io.StringIO()
-    try:
-        with PathRecordingFake(hang_s=5.0) as fake:
-            host = fake.url.removeprefix("http://")
-            spec = f"openai-compatible:m@http://alice:{PASSWORD}@{host}/v1{query}"
-            cfg = SynthConfig(teachers=["rule:lead", spec], limits={"openai-compatible": {"concurrency": 2}})
-            estimate = synth(version.ref, cfg.model_copy(update={"dry_run": True}), store=store,
-                             project=Project(tmp_path))
-            run = synth(version.ref, cfg, store=store, project=Project(tmp_path))
-            show_synth_run(Console(file=out, width=200), estimate)
-            show_synth_run(Console(file=out, width=200), run)
-            calls = [c for c in fake.calls() if c["path"] == "/v1/chat/completions"]
-            paths = list(fake.raw_paths)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        handler.close()
+    with PathRecordingFake(hang_s=5.0) as fake:
+        host = fake.url.removeprefix("http://")
+        spec = f"openai-compatible:m@http://alice:{PASSWORD}@{host}/v1{query}"
+        cfg = SynthConfig(teachers=["rule:lead", spec], limits={"openai-compatible": {"concurrency": 2}})
+        estimate = synth(version.ref, cfg.model_copy(update={"dry_run": True}), store=store, project=Project(tmp_path))
+        run = synth(version.ref, cfg, store=store, project=Project(tmp_path))
+        show_synth_run(Console(file=out, width=200), estimate)
+        show_synth_run(Console(file=out, width=200), run)
+        calls = [c for c in fake.calls() if c["path"] == "/v1/chat/completions"]
+        paths = list(fake.raw_paths)
 
     # the server saw the credentials: the password as Basic auth, the token in the query
     assert len(calls) == 2 and all(c["api_key"].startswith("Basic ") for c in calls)
     assert all(p.endswith(query.replace("?", "", 1)) for p in paths if "chat/completions" in p)
     shown = f"openai-compatible:m@http://***@{host}/v1" + ("?api_key=***&tier=free" if query else "")
     assert run.manifest["teachers"] == ["rule:lead", shown] and shown in run.manifest["calls"]
-    assert shown in out.getvalue() and log_file.stat().st_size > 0
+    assert shown in out.getvalue() and "HTTP Request: POST" in caplog.text
 
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".parquet" for p in written) and any(p.name == "manifest.json" for p in written)
@@ -94,7 +83,7 @@ def test_credentials_in_a_teacher_url_are_used_and_written_nowhere(query, tmp_pa
         for secret in (PASSWORD, TOKEN):
             assert secret.encode() not in data, f"{secret} written to {path.relative_to(tmp_path)}"
     for secret in (PASSWORD, TOKEN):
-        assert secret not in out.getvalue()
+        assert secret not in out.getvalue() and secret not in caplog.text
 
 
 def test_a_bad_teacher_spec_is_reported_with_its_credentials_masked():
