@@ -215,21 +215,9 @@ def _sample() -> Corpus:
 # --- scoring --------------------------------------------------------------------------------
 
 @dataclass
-class Score:
-    compared: int  # pairs of notes scored (distinct or duplicate)
-    true: int  # duplicate pairs
-    dropped: int  # pairs put in one duplicate group
-    right: int  # of those, true duplicates
-    listed: int  # possible-duplicate pairs (kept)
-    listed_true: int
-
-    @property
-    def precision(self) -> float:
-        return self.right / self.dropped if self.dropped else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.right / self.true if self.true else 1.0
+class Score(planted.Scores):
+    listed: int = 0  # possible-duplicate pairs (kept, for review)
+    listed_true: int = 0
 
 
 def score(corpus: Corpus, results: list) -> tuple[Score, list[tuple[str, str]]]:
@@ -247,9 +235,7 @@ def score(corpus: Corpus, results: list) -> tuple[Score, list[tuple[str, str]]]:
     wrong = sorted(tuple(sorted(p)) for p in dropped - true)
     listed = {frozenset((a, b)) for r in results for a, b in
               zip(r.extra.get("possible", _EMPTY)["note_id_a"], r.extra.get("possible", _EMPTY)["note_id_b"])}
-    n = corpus.notes.height
-    return Score(n * (n - 1) // 2 - len(corpus.ignore), len(true), len(dropped), len(dropped & true), len(listed),
-                 len(listed & true)), wrong
+    return Score(len(true), len(dropped), len(dropped & true), len(wrong), len(listed), len(listed & true)), wrong
 
 
 _EMPTY = pl.DataFrame({"note_id_a": [], "note_id_b": []}, schema={"note_id_a": pl.String, "note_id_b": pl.String})
@@ -294,7 +280,7 @@ def main() -> None:
     for label, cfg in configs:
         for c in sets:
             s, wrong = run(c, cfg, embedder)
-            print(f"| {label} | {c.name} | {s.precision:.4f} | {s.recall:.4f} | {s.dropped:,} | {len(wrong)} "
+            print(f"| {label} | {c.name} | {s.precision:.4f} | {s.recall:.4f} | {s.found_pairs:,} | {len(wrong)} "
                   f"| {s.listed} ({s.listed_true}) |", flush=True)
             text = dict(zip(c.notes["note_id"], c.notes["text"]))
             for a, b in wrong[:args.pairs]:
