@@ -177,3 +177,11 @@ def test_phone_regions_decide_what_a_national_number_is():
 def test_the_manifest_says_what_the_guard_does_not_find():
     summary = Guard(False, ("DE", "FR")).summary()
     assert summary["phone_regions"] == ["DE", "FR"] and "NER" in summary["not_covered"]
+
+
+def test_phone_regions_are_checked_before_any_work():
+    from curation.synth.config import SynthConfig
+
+    assert SynthConfig(phone_regions=["de", "fr"]).phone_regions == ["DE", "FR"]
+    with pytest.raises(ValueError, match="unknown phone region 'XX'"):
+        SynthConfig(phone_regions=["XX"])
