@@ -151,7 +151,7 @@ async def run_requests(teacher: Teacher, requests: list[Request], *, cache: Cach
     results: dict[str, Reply] = cache.get_many(keys)
     _record_hits(ledger, run_id, teacher, keys, requests, results)
     todo = list({k: r for k, r in zip(keys, requests) if k not in results}.items())
-    if dry_run:
+    if dry_run or not todo:  # nothing to send: no run to register with concurrent ones
         for key, request in todo:
             results[key] = _dry_reply(teacher, request)
         return [dataclasses.replace(results[k]) for k in keys]
