@@ -8,7 +8,6 @@ import warnings
 
 from assay.errors import AssayError
 from assay.store import Version
-from curation.review.client import find_dataset
 
 CHOICES = {"keep_both": "Different notes: keep both", "keep_a": "Same note: keep A", "keep_b": "Same note: keep B"}
 
@@ -20,25 +19,21 @@ def pair_id(a: str, b: str) -> str:
 def push_duplicates(version: Version, client, workspace: str, min_submitted: int) -> dict:
     import argilla as rg
 
+    from curation.review.push import ensure_dataset
+
     pairs = version.table("possible_duplicates")
     if pairs is None:
         raise AssayError(f"{version.ref} has no possible_duplicates table (curate writes one when semantic "
                          "dedupe finds pairs it is not sure of)")
     name = f"{version.manifest['name']}-{version.manifest['version']}-duplicates"
-    dataset = find_dataset(client, name, workspace)
-    if dataset is not None and dataset._model.status != "ready":
-        dataset.delete()  # a push killed while creating left a draft; start it over
-        dataset = None
-    if dataset is None:
-        settings = rg.Settings(
-            guidelines="Two notes that may be the same. Keep both when they say different things.",
-            fields=[rg.TextField(name="note_a", title="Note A"), rg.TextField(name="note_b", title="Note B")],
-            questions=[rg.LabelQuestion(name="same_note", title="Same note?", labels=CHOICES),
-                       rg.TextQuestion(name="comment", title="Comment (optional)", required=False)],
-            metadata=[rg.FloatMetadataProperty(name="cosine"), rg.FloatMetadataProperty(name="word_overlap")],
-            distribution=rg.TaskDistribution(min_submitted=min_submitted))
-        dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
-        dataset.create()
+    settings = rg.Settings(
+        guidelines="Two notes that may be the same. Keep both when they say different things.",
+        fields=[rg.TextField(name="note_a", title="Note A"), rg.TextField(name="note_b", title="Note B")],
+        questions=[rg.LabelQuestion(name="same_note", title="Same note?", labels=CHOICES),
+                   rg.TextQuestion(name="comment", title="Comment (optional)", required=False)],
+        metadata=[rg.FloatMetadataProperty(name="cosine"), rg.FloatMetadataProperty(name="word_overlap")],
+        distribution=rg.TaskDistribution(min_submitted=min_submitted))
+    dataset = ensure_dataset(client, name, workspace, settings)
     stored = {r.id for r in dataset.records(batch_size=1000, with_suggestions=False, with_responses=False)}
     records = [rg.Record(id=pair_id(row["note_id_a"], row["note_id_b"]),
                          fields={"note_a": row["text_a"] or "(empty)", "note_b": row["text_b"] or "(empty)"},

@@ -75,7 +75,7 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
     teachers = list(version.manifest.get("teachers") or [])
     candidates = _candidates(version, task)
     name = dataset_name(version, task)
-    dataset = _dataset(client, name, opts, _settings(task, teachers, rows, candidates, opts))
+    dataset = ensure_dataset(client, name, opts.workspace, _settings(task, teachers, rows, candidates, opts))
     stored = {r.id for r in dataset.records(batch_size=1000, with_suggestions=False, with_responses=False)}
     # a server killed between its database commit and its search-index write holds records the UI cannot
     # find; sending every record again (an upsert by id) indexes them, and still adds none twice
@@ -155,15 +155,16 @@ def _json_obj(text: str | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _dataset(client, name: str, opts: PushOptions, settings):
+def ensure_dataset(client, name: str, workspace: str, settings):
+    """The Argilla dataset `name`, created with `settings` when missing."""
     import argilla as rg
 
-    dataset = find_dataset(client, name, opts.workspace)
+    dataset = find_dataset(client, name, workspace)
     if dataset is not None and dataset._model.status != "ready":
         dataset.delete()  # a push killed while creating left a draft without all its settings; start it over
         dataset = None
     if dataset is None:
-        dataset = rg.Dataset(name=name, workspace=opts.workspace, settings=settings, client=client)
+        dataset = rg.Dataset(name=name, workspace=workspace, settings=settings, client=client)
         dataset.create()
     return dataset
 
