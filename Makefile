@@ -7,9 +7,13 @@ export ASSAY_CACHE ?= $(HOME)/.cache/assay
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench clean
+.PHONY: system install demo test bench clean
 
-install: $(STAMP)
+# Debian packages (chromium for the browser tests, redis-server for the embedded Argilla, python3.11)
+system:
+	@bash .ci/system-packages
+
+install: system $(STAMP)
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; assay needs Python 3.11" >&2; exit 1; }

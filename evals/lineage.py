@@ -41,12 +41,15 @@ def contamination(examples, train_version) -> list[str]:
     df = train_version.data()
     if "split" not in df.columns:
         return []
-    seen = set(df.filter(df["split"].is_in(["train", "validation"]))["note_id"].to_list())
+    trained = df["split"].is_in(["train", "validation"])
+    if "output" in df.columns:  # a note is trained on when a labeled row carries it, whatever the task
+        trained = trained & df["output"].is_not_null()
+    seen = set(df.filter(trained)["note_id"].to_list())
     hit = sum(1 for ex in examples if ex.note_id in seen)
     if not hit:
         return []
-    return [f"{hit} of {len(examples)} evaluation notes are in the train/validation split of {train_version.ref}: "
-            "the candidate saw them in training, so its scores on them are optimistic."]
+    return [f"{hit} of {len(examples)} evaluation notes are labeled training or validation rows of "
+            f"{train_version.ref}: the candidate saw them in training, so its scores on them are optimistic."]
 
 
 def training(candidate) -> dict | None:

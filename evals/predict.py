@@ -131,30 +131,32 @@ def predict_model(contestant: Contestant, suite: SuiteConfig, examples: list[Exa
         progress(len(examples) - len(todo))
     if todo:
         from evals.generate import completion_nll, generate
-        from training.data import render_prompt
+        from training.data import render_ids, render_prompt
 
         tok = tokenizer()
         model = holder["model"]
-        prompts = [render_prompt(tok, prompts_msgs[k]) for k in todo]
-        outs = generate(model, tok, prompts, max_new_tokens=suite.generation.max_new_tokens,
-                        batch_size=suite.generation.batch_size, temperature=suite.generation.temperature,
-                        repetition_penalty=suite.generation.repetition_penalty, seed=suite.generation.seed,
-                        progress=progress)
-        nlls: list[tuple[float, int] | None] = [None] * len(todo)
-        if suite.task in ("summarize", "qa"):
-            from training.data import render_ids
-
-            rows = [render_ids(tok, prompts_msgs[k], examples[k].reference_text) for k in todo]
-            nlls = list(completion_nll(model, rows, batch_size=suite.generation.batch_size))
-        new = {}
-        for k, out, nll in zip(todo, outs, nlls):
-            pred = parse(suite, out.text, labels)
-            pred.seconds, pred.output_tokens = round(out.seconds, 4), len(out.ids)
-            if nll is not None:
-                pred.nll, pred.tokens = nll
-            new[keys[k]] = pred
-        cache.put(contestant.cache_key, suite.key, new)
-        found.update(new)
+        gen = suite.generation
+        # a chunk of micro-batches at a time, each stored as it finishes: a killed eval resumes where it was
+        lengths = {k: len(tok(render_prompt(tok, prompts_msgs[k]), add_special_tokens=False)["input_ids"]) for k in todo}
+        todo.sort(key=lambda k: lengths[k])
+        for start in range(0, len(todo), gen.batch_size * 2):
+            chunk = todo[start:start + gen.batch_size * 2]
+            outs = generate(model, tok, [render_prompt(tok, prompts_msgs[k]) for k in chunk],
+                            max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, temperature=gen.temperature,
+                            repetition_penalty=gen.repetition_penalty, seed=gen.seed, progress=progress)
+            nlls: list = [None] * len(chunk)
+            if suite.task in ("summarize", "qa"):
+                rows = [render_ids(tok, prompts_msgs[k], examples[k].reference_text) for k in chunk]
+                nlls = completion_nll(model, rows, batch_size=gen.batch_size)
+            new = {}
+            for k, out, nll in zip(chunk, outs, nlls):
+                pred = parse(suite, out.text, labels)
+                pred.seconds, pred.output_tokens = round(out.seconds, 4), len(out.ids)
+                if nll is not None:
+                    pred.nll, pred.tokens = nll
+                new[keys[k]] = pred
+            cache.put(contestant.cache_key, suite.key, new)
+            found.update(new)
     return [found[key] for key in keys]
 
 
