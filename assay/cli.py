@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from assay import cli_eval
 from assay.errors import AssayError, ConfigError, InputError
 
 app = typer.Typer(help="Turn note exports into small, shippable language models, with evidence.",
@@ -214,6 +215,9 @@ def models_pull(name: str) -> None:
     path = pull(name)
     console.print(f"[green]ready[/green] {name} -> {path}")
 
+
+app.command("eval")(cli_eval.eval_cmd)
+app.command("report")(cli_eval.report_cmd)
 
 def run() -> None:
     """Entry point: usage and domain errors become one clear line and a non-zero exit (tracebacks with --debug).
