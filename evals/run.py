@@ -89,6 +89,15 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
     ids = [ex.id for ex in examples]
     regressions = {b.key: compare.regressions(head, items["candidate"], items[b.key], ids) for b in baselines}
 
+    if suite.ondevice.measure:  # latency, memory and size of each export of the candidate (evals/ondevice.py)
+        from evals.ondevice import measure_candidate
+        measure_candidate(candidate, suite, examples, instruction, progress=track)
+    judged = None
+    if suite.judge.teacher:  # pairwise preference by a judge teacher, cached and budgeted (evals/judge.py)
+        from evals.judge import judge_run
+        judged, spend[f"judge:{suite.judge.teacher}"] = judge_run(suite, examples, contestants, predictions,
+                                                                  instruction, project=project, progress=track)
+
     results = {
         "schema": 1,
         "run_id": run_id(candidate.name, candidate.version, suite.name),
@@ -109,8 +118,12 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
         "lineage": lineage.lineage(store, candidate, spend),
         "warnings": warnings,
         "human": None,
+        "judge": judged,
         "eval_seconds": round(time.time() - started, 1),
     }
+    if suite.harness:  # lm-evaluation-harness on the same examples: `harness:<metric>` rows (evals/harness.py)
+        from evals.harness import add_to_results
+        add_to_results(results, suite, contestants, examples, instruction, project=project, progress=track)
     results["trend"] = lineage.trend(project, candidate, suite, scores["candidate"].get(suite.headline),
                                      scores.get("previous", {}).get(suite.headline))
     results["verdict"] = evaluate_gate(gate, results)

@@ -60,6 +60,13 @@ class GenerationSection(Strict):
 class JudgeSection(Strict):
     teacher: str | None = None  # a teacher spec; None disables the LLM-as-judge preference
     budget_usd: float | None = Field(None, ge=0)
+    against: str | None = None  # the baseline the judge compares with; None: previous if in the run, else base
+
+
+class OndeviceSection(Strict):
+    measure: bool = True  # latency, first token, memory, size of each export of the candidate (evals/ondevice.py)
+    prompts: int = Field(8, ge=1)  # the suite's first N prompts
+    max_new_tokens: int = Field(32, ge=1, le=4096)  # generated per prompt, no stop token: a fixed amount of work
 
 
 class SuiteConfig(Strict):
@@ -75,6 +82,8 @@ class SuiteConfig(Strict):
     headline: str | None = None  # the metric the verdict, trend and regressions use; default: the first
     against: list[str] = Field(default_factory=lambda: ["previous", "base"])
     judge: JudgeSection = Field(default_factory=JudgeSection)
+    harness: bool = False  # also run the task through lm-evaluation-harness: `harness:<metric>` rows (evals/harness.py)
+    ondevice: OndeviceSection = Field(default_factory=OndeviceSection)
 
     @model_validator(mode="after")
     def _defaults(self) -> "SuiteConfig":
@@ -90,6 +99,8 @@ class SuiteConfig(Strict):
             found.append(f"headline: {self.headline!r} is not one of metrics ({', '.join(self.metrics)})")
         elif METRICS.get(self.headline) and METRICS[self.headline].higher_is_better is None:
             found.append(f"headline: {self.headline!r} has no better direction; pick a scored metric")
+        if self.harness and self.task not in ("summarize", "qa"):
+            found.append(f"harness: lm-eval runs the free-text tasks (summarize, qa), not {self.task}")
         if self.data.gold is None and self.data.dataset is None:
             found.append("data: name a dataset (its split's labeled rows) or a gold file")
         return found
