@@ -89,6 +89,10 @@ def show_eval(results: dict, folder: Path) -> None:
         label = next(m["label"] for m in models if m["key"] == c["baseline"])
         console.print(f"[{colour}]{head} vs {escape(label)}: {c['delta'] * scale:+.2f} "
                       f"(95% CI {c['ci_low'] * scale:+.2f} to {c['ci_high'] * scale:+.2f}): {c['verdict']}[/{colour}]")
+    made = results.get("predictions", {})
+    console.print("predictions: " + ", ".join(
+        f"{escape(m['label'])} {made[m['key']].get('generated', made[m['key']].get('calls', 0))} new, "
+        f"{made[m['key']]['reused']} cached" for m in models if m["key"] in made), highlight=False)
     for warning in results["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     verdict = results["verdict"]

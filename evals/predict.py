@@ -64,6 +64,7 @@ def example_key(example: Example, prompt: str) -> str:
 class PredictionCache:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.generated: dict[str, int] = {}  # per model key: predictions made (not read from the cache) here
         conn.execute(SCHEMA)
 
     def get(self, model_key: str, suite_key: str, keys: list[str]) -> dict[str, Prediction]:
@@ -87,6 +88,7 @@ class PredictionCache:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+        self.generated[model_key] = self.generated.get(model_key, 0) + len(items)
 
 
 # ---------------------------------------------------------------- prompts

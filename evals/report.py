@@ -96,7 +96,8 @@ def render(results: dict, where: str = "results.json") -> str:
     return _page(
         "report.html.j2", r=results, suite=suite, models=models, label=label, table=table, footnotes=notes,
         cand=label[results["candidate"]], headline=headline, warnings=results.get("warnings") or [],
-        verdict=results["verdict"], failing=[x for x in results["verdict"].get("rules", []) if not x.get("passed")],
+        verdict=results["verdict"], failing=[x for x in results["verdict"].get("rules", []) if x.get("passed") is False],
+        skipped=[x for x in results["verdict"].get("rules", []) if x.get("passed") is None],
         passing=[x for x in results["verdict"].get("rules", []) if x.get("passed")],
         chart_list=_charts(results, headline, label), lineage=_lineage(results),
         human=results.get("human"), ondevice=_ondevice(results),
@@ -385,7 +386,7 @@ def _viewer_data(results: dict, headline: dict | None) -> dict:
     for e, w in zip(examples, words):
         rows.append({"id": e["id"], "t": e.get("title") or "", "x": e.get("text") or "", "r": e.get("reference") or "",
                      "c": e.get("category") or "", "w": w, "b": bisect.bisect_left(edges, w),
-                     "p": e.get("predictions") or {}, "s": e.get("scores") or {}})
+                     "p": e.get("predictions") or {}, "s": e.get("scores") or {}, "f": e.get("failures") or {}})
     return {"candidate": results["candidate"], "models": results["models"], "buckets": buckets,
             "headline": None if headline is None else {k: headline.get(k) for k in ("name", "label", "scale", "higher_is_better")},
             "regressions": results.get("regressions") or {}, "examples": rows, "pageSize": PAGE_SIZE}

@@ -80,7 +80,7 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
             value = get_metric(name).score(items[c.key])
             scores[c.key][name] = value
             if value is None:
-                missing.setdefault(c.key, {})[name] = _why_missing(name, c)
+                missing.setdefault(c.key, {})[name] = _why_missing(name, c, reference_teacher(contestants))
 
     baselines = [c for c in contestants if c.kind != "candidate"]
     comparisons = [compare.paired_bootstrap(get_metric(m), items["candidate"], items[b.key], baseline_key=b.key).as_dict()
@@ -120,6 +120,10 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
         "human": None,
         "judge": judged,
         "eval_seconds": round(time.time() - started, 1),
+        "predictions": {c.key: ({"generated": cache.generated.get(c.cache_key, 0),
+                                 "reused": len(examples) - cache.generated.get(c.cache_key, 0)}
+                                if c.key not in spend else {"calls": spend[c.key]["calls"], "reused": spend[c.key]["cached"]})
+                        for c in contestants},
     }
     if suite.harness:  # lm-evaluation-harness on the same examples: `harness:<metric>` rows (evals/harness.py)
         from evals.harness import add_to_results
@@ -223,21 +227,27 @@ def _labels(suite: SuiteConfig, version):
     return Labels(tuple(cats), ("low", "medium", "high"), ("work", "personal"))
 
 
-def _why_missing(metric: str, c: Contestant) -> str:
+def _why_missing(metric: str, c: Contestant, teacher: str | None) -> str:
     needs = get_metric(metric).needs
     if "logprobs" in needs and c.kind in ("teacher", "rule"):
-        return "a teacher's token probabilities are not available"
+        return "a rule gives no token probabilities" if c.kind == "rule" else "teacher replies come without token probabilities"
     if "teacher" in needs:
-        return "no teacher in this comparison (add --against teacher:SPEC)"
+        return ("this is the teacher the others are compared with" if c.key == teacher
+                else "no teacher in this comparison (add --against teacher:SPEC)")
     return "no example could be scored"
+
+
+def reference_teacher(contestants: list[Contestant]) -> str | None:
+    """The output `embed_sim_teacher` compares with: the first model teacher, else the first rule."""
+    return (next((c.key for c in contestants if c.kind == "teacher"), None)
+            or next((c.key for c in contestants if c.kind == "rule"), None))
 
 
 # ---------------------------------------------------------------- items, embeddings
 
 def _items(suite: SuiteConfig, examples: list[Example], contestants: list[Contestant],
            predictions: dict[str, list[Prediction]], track: Track) -> dict[str, list[Item]]:
-    teacher = next((c.key for c in contestants if c.kind == "teacher"), None) or \
-        next((c.key for c in contestants if c.kind == "rule"), None)
+    teacher = reference_teacher(contestants)
     items = {}
     for c in contestants:
         items[c.key] = [Item(p.text, ex.reference, p.value,

@@ -121,7 +121,8 @@
     box.appendChild(head);
     var text = e.p[key];
     var body = el("div", "prose");
-    if (text === null || text === undefined) body.appendChild(el("span", "muted", "no output from this model"));
+    if (text === null || text === undefined)
+      body.appendChild(el("span", "muted", "no output from this model" + (e.f && e.f[key] ? " (" + e.f[key] + ")" : "")));
     else if (isCand) {
       var other = state.diff ? e.p[state.diff] : e.r;
       if (other === null || other === undefined) body.textContent = text;
