@@ -25,6 +25,7 @@ err_console = Console(stderr=True)
 SAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "notes.json"
 SAMPLE_CONFIG = SAMPLE_EXPORT.with_name("curate.yaml")
 TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "demo.yaml"
+GATE = Path(__file__).resolve().parent.parent / "evals" / "gates" / "default.yaml"
 
 
 @app.callback()
@@ -60,8 +61,8 @@ def curate(
 
 @app.command()
 def demo(name: str = typer.Option("notes", "--name", "-n"),
-         steps: str = typer.Option("curate,synth,train", help="Which stages to run, comma-separated.")) -> None:
-    """Run the pipeline on the shipped sample export with the embedded defaults (minutes on a laptop CPU)."""
+         steps: str = typer.Option("curate,synth,review,train,eval", help="Which stages to run, comma-separated.")) -> None:
+    """Run the pipeline on the shipped sample export with the embedded defaults, ending with the ship report."""
     from assay.config import load_config
     from assay.display import progress_tracker, show_curate_run, show_model_version, show_synth_run
     from assay.project import Project
@@ -72,26 +73,61 @@ def demo(name: str = typer.Option("notes", "--name", "-n"),
     wanted = {s.strip() for s in steps.split(",") if s.strip()}
     project = Project.current()
     store = DatasetStore(project.datasets)
-    console.rule("assay demo 1/3: curate the sample export")
+    console.rule("assay demo 1/5: curate the sample export")
     cfg = load_config(CurateConfig, SAMPLE_CONFIG)
     with progress_tracker(console) as track:
         curated = run_curate(SAMPLE_EXPORT, cfg, name=name, store=store, track=track).version
     show_curate_run(console, curated)
-    if "synth" in wanted:
-        from curation.synth.config import SynthConfig
-        from curation.synth.run import synth as run_synth
+    if "synth" not in wanted:
+        return
+    from curation.synth.config import SynthConfig
+    from curation.synth.run import synth as run_synth
 
-        console.rule("assay demo 2/3: synthetic summaries and gap filling with the embedded teachers")
-        synth_cfg = load_config(SynthConfig, SAMPLE_CONFIG.with_name("synth.yaml"))
+    console.rule("assay demo 2/5: synthetic summaries and gap filling with the embedded teachers")
+    synth_cfg = load_config(SynthConfig, SAMPLE_CONFIG.with_name("synth.yaml"))
+    with progress_tracker(console) as track:
+        result = run_synth(curated.ref, synth_cfg, store=store, project=project, track=track)
+    show_synth_run(console, result)
+    if "review" in wanted:
+        console.rule("assay demo 3/5: human review in Argilla")
+        _demo_review(project, result.version.ref)
+    if "train" not in wanted:
+        return
+    import training
+
+    console.rule("assay demo 4/5: LoRA fine-tune of the student on the labeled notes")
+    model = training.run(TRAIN_CONFIG, [f"data.dataset={result.version.ref}"], project=project)
+    show_model_version(console, model)
+    if "eval" in wanted:
+        from evals.gate import load_gate
+        from evals.run import evaluate
+        from evals.suite import load_suite
+
+        console.rule("assay demo 5/5: evaluate the student against the base model and a rule on the gold set")
+        suite = load_suite("summarize")
         with progress_tracker(console) as track:
-            result = run_synth(curated.ref, synth_cfg, store=store, project=project, track=track)
-        show_synth_run(console, result)
-        if "train" in wanted and TRAIN_CONFIG.exists():
-            import training
+            run_ = evaluate(suite, model.ref, gate=load_gate(GATE), project=project, track=track)
+        cli_eval.show_eval(run_.results, run_.folder)
 
-            console.rule("assay demo 3/3: LoRA fine-tune of the student on the labeled notes")
-            model = training.run(TRAIN_CONFIG, [f"data.dataset={result.version.ref}"], project=project)
-            show_model_version(console, model)
+
+def _demo_review(project, ref: str) -> None:
+    """Push the candidates when an Argilla server is there; otherwise one line on how to turn review on."""
+    from curation.review.server import running
+
+    if not (os.environ.get("ARGILLA_API_URL") or running(project)):
+        console.print("review: skipped, no Argilla server is running. To review the teachers' candidates: "
+                      f"`assay review serve`, then `assay review push {ref}` and `assay review pull {ref}`.",
+                      highlight=False)
+        return
+    from curation.review.client import connect, one_line_errors
+    from curation.review.push import PushOptions, push
+    from assay.store import DatasetStore
+
+    client = connect(project)
+    with one_line_errors(client):
+        pushed = push(DatasetStore(project.datasets), ref, client, PushOptions())
+    console.print(f"review: pushed {pushed['added']} record(s) to Argilla dataset {pushed['dataset']!r} "
+                  f"({pushed['url']}); annotate there, then `assay review pull {ref}`", highlight=False)
 
 
 @app.command()
