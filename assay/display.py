@@ -217,11 +217,15 @@ def _dict_diff(x: dict, y: dict, prefix: str = "") -> dict:
 
 
 def show_model_version(console: Console, model) -> None:
-    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in model.metrics.items())
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in model.metrics.items()
+                        if k != "verdict")
     console.print(f"[green]registered[/green] {safe(model.ref)} (parent {safe(model.parent or '-')}): base "
                   f"{safe(model.base_model)}, data {safe(model.dataset)}, {model.wall_time_s:.0f} s on "
                   f"{safe(model.device)}", highlight=False)
     console.print(f"metrics: {safe(metrics)}", highlight=False)
+    if model.metrics.get("verdict"):  # training.versus: the student against the base, red when worse
+        colour = {"better": "green", "worse": "bold red"}.get(model.metrics.get("vs_base"), "yellow")
+        console.print(f"[{colour}]{safe(model.metrics['verdict'])}[/{colour}]", highlight=False)
     console.print(f"written to {safe(model.path)}")
 
 

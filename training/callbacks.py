@@ -48,9 +48,9 @@ class GenerativeEval(TrainerCallback):
         prefix = next((k[:-5] for k in metrics if k.endswith("_loss")), "eval")
         metrics[f"{prefix}_rouge_l"] = score  # every process scores: early stopping must agree everywhere
         if state.is_world_process_zero:
+            # every answer: the run's closing comparison with the base pairs them row by row (training.versus)
             self.log._write({"step": state.global_step, "epoch": state.epoch, f"{prefix}_rouge_l": score,
-                         "samples": [{"prediction": p, "reference": ex.completion}
-                                         for p, ex in zip(preds[:2], self.examples)]})
+                             f"{prefix}_predictions": preds})
 
 
 def make_callbacks(log_path: Path, tokenizer, eval_examples: list[Example], eval_cfg, *, early_stopping: bool,

@@ -202,6 +202,9 @@ def trainer_args(train: TrainSection, model: ModelSection, *, output_dir: Path, 
     from trl import SFTConfig
 
     bf16, fp16 = precision(model)
+    # batch_size auto: one row at a time until training.memory has measured what fits (apply_choice)
+    micro, accumulation = ((1, train.rows_per_step) if train.batch_size == "auto"
+                           else (train.batch_size, train.gradient_accumulation))
     best_is_rouge = eval_cfg.best_metric == "rouge_l"
     eval_every = eval_cfg.every_steps
     eval_kwargs: dict[str, Any] = {"eval_strategy": "no"}
@@ -219,9 +222,9 @@ def trainer_args(train: TrainSection, model: ModelSection, *, output_dir: Path, 
         data_seed=train.seed,
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation,
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
         learning_rate=train.learning_rate,
         lr_scheduler_type=train.schedule,
         warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -277,7 +280,9 @@ def is_oom(exc: BaseException) -> bool:
 def oom_error(exc: BaseException, cfg) -> TrainingError:
     data, train, model = cfg.data, cfg.train, cfg.model
     knobs = []
-    if train.batch_size > 1:
+    if train.batch_size == "auto":
+        knobs.append("a smaller train.memory_gb (batch_size auto measured the model, not what else runs here)")
+    elif train.batch_size > 1:
         knobs.append(f"train.batch_size={max(1, train.batch_size // 2)} "
                      f"train.gradient_accumulation={train.gradient_accumulation * 2} (same effective batch)")
     if data.max_seq_length > 256:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from assay.config import Strict
 
@@ -44,9 +44,27 @@ class DataSection(Strict):
 
 class TrainSection(Strict):
     epochs: float = Field(3.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
-    batch_size: int = Field(8, ge=1)
+    # small data: epochs are raised until the run makes at least this many optimizer steps (packing puts
+    # several examples in a row, so 3 epochs of 100 examples were 18 steps, too few to learn the task)
+    min_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # overrides epochs and min_steps when set
+    # rows per forward/backward; "auto": the largest that fits memory_gb (training.memory), with
+    # gradient accumulation making up rows_per_step
+    batch_size: int | Literal["auto"] = 8
     gradient_accumulation: int = Field(1, ge=1)
+    # with batch_size auto only (a number given for batch_size means batch_size x gradient_accumulation rows):
+    rows_per_step: int = Field(8, ge=1)  # rows per optimizer step, whatever micro-batch fits
+    memory_gb: float | None = Field(None, gt=0)  # the budget; None: 80% of what is free now
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _rows_or_auto(cls, value):
+        # one message for the field, instead of one per member of the union
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        if isinstance(value, str) and value.isdigit() and int(value) >= 1:
+            return int(value)
+        raise ValueError(f"a number of rows (1 or more) or auto, got {value!r}")
     learning_rate: float = Field(2e-4, gt=0)
     schedule: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -140,6 +158,10 @@ def _common_problems(cfg: SFTRunConfig | DistillRunConfig) -> list[str]:
     if cfg.model.quantize != "none" and cfg.output.save_merged:
         problems.append("output.save_merged: merging into a 4/8-bit base loses precision; train with "
                         "model.quantize=none to merge, or keep the adapter only")
+    train = cfg.train
+    if train.batch_size == "auto" and "gradient_accumulation" in train.model_fields_set:
+        problems.append("train.gradient_accumulation: batch_size auto chooses it (rows_per_step / micro-batch); "
+                        "set train.rows_per_step instead")
     if cfg.eval.best_metric == "rouge_l" and cfg.eval.generate_examples == 0:
         problems.append("eval.best_metric rouge_l needs eval.generate_examples > 0")
     if cfg.eval.every_steps and cfg.train.save_steps % cfg.eval.every_steps:

@@ -139,7 +139,11 @@ def finish(project: Project, run: RunDir, cfg, *, save, recipe: str, base_model:
 
 
 def _card(info: dict[str, Any], extra: list[str]) -> str:
-    metrics = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["metrics"].items()) or "| (none) | |"
+    metrics = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["metrics"].items() if k != "verdict") or "| (none) | |"
+    verdict = info["metrics"].get("verdict")
+    against = ([f"**Against the base model: {verdict}** (greedy answers, ROUGE-L from evals.metrics, paired "
+                "bootstrap; `assay eval` compares on a held-out test suite)", ""] if verdict else
+               ["Against the base model: not measured (no validation rows, or eval.generate_examples: 0)", ""])
     data = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["data"].items())
     teachers = ", ".join(info["teachers"]) or "none recorded (human or export labels)"
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())
@@ -158,6 +162,7 @@ def _card(info: dict[str, Any], extra: list[str]) -> str:
         "",
         "## Metrics",
         "",
+        *against,
         "| metric | value |",
         "| --- | --- |",
         metrics,

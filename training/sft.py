@@ -20,9 +20,11 @@ from assay.store import DatasetStore
 from training import runs
 from training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
                              oom_error, read_log, trainer_args, wait_for_everyone)
+from training.memory import plan_batch, plan_steps
 from training.config import DistillRunConfig, SFTRunConfig
 from training.data import encode, load_splits, refuse_small, to_examples
 from training.registry import ModelVersion
+from training.versus import from_log
 
 
 def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = None, resume: bool = False,
@@ -104,6 +106,12 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
                                  early_stopping=has_eval, elapsed_before=elapsed_before),
     )
 
+    # rows per step from the memory budget (batch_size auto), and enough optimizer steps on small data
+    batching = plan_batch(trainer, cfg.train, cfg.model)
+    steps = plan_steps(trainer, cfg.train)
+    if is_main_process():
+        print(f"[assay train] {batching['note']}; {steps['note']}")
+
     # 5. Train (the zero-shot validation loss first, so the card shows what training gained)
     started = time.time()
     try:
@@ -123,6 +131,9 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
             raise oom_error(exc, cfg) from exc
         raise
     baseline = json.loads(baseline_path.read_text(encoding="utf-8")) if baseline_path.exists() else {}
+    # the kept weights' answers against the base's on the same validation rows, with a paired CI
+    references = [ex.completion for ex in val_set.examples[:cfg.eval.generate_examples]]
+    versus = from_log(read_log(run.log), trainer.state.best_global_step or trainer.state.global_step, references)
     wall = elapsed_before + time.time() - started
 
     # 6. Save the kept (best) weights and register the version
@@ -135,7 +146,9 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
         "best_step": trainer.state.best_global_step,
         **{k: v for k, v in baseline.items() if k in ("base_loss", "base_rouge_l")},
         **{k: v for k, v in final.items() if k in ("eval_loss", "eval_rouge_l")},
+        **versus,
         "train_tokens_seen": seen,
+        **{k: v for k, v in batching.items() if k != "note"},
         "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
         "tokens_per_second": round(seen / max(result.metrics.get("train_runtime", 0.0), 1e-9), 1),
     }
