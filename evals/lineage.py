@@ -97,7 +97,8 @@ def lineage(store, candidate, eval_spend: dict[str, dict]) -> dict:
         "dataset": candidate.dataset,
         "dataset_hash": candidate.dataset_hash,
         "versions": [m.get("name", "?") + "@" + str(m.get("version")) + f" ({m.get('step')})" for m in chain],
-        "curation": ({"export": [i.get("path") for i in curated.get("inputs", [])], "rows_in": curated.get("rows_in"),
+        "curation": ({"export": ", ".join(f"{i.get('file')} ({i.get('format')}, {i.get('records')} records)"
+                                          for i in curated.get("inputs", [])), "rows_in": curated.get("rows_in"),
                       "kept": curated.get("rows"), "dropped": curated.get("dropped", {}), "splits": curated.get("splits")}
                      if curated else None),
         "teachers": candidate.teachers,
