@@ -27,6 +27,17 @@ def assign_splits(df: pl.DataFrame, cfg: SplitConfig) -> pl.DataFrame:
     return df.with_columns(pl.Series("split", splits, dtype=pl.String))
 
 
+def assign_synthetic_splits(df: pl.DataFrame, cfg: SplitConfig) -> pl.DataFrame:
+    """Synthetic rows train or validate, in the configured train:validation ratio, never test: an
+    evaluation is about real notes. The same salted hash keeps a rerun's assignment stable."""
+    edge = cfg.train / (cfg.train + cfg.validation) if cfg.train + cfg.validation else 1.0
+    splits = []
+    for note_id in df["note_id"]:
+        u = int.from_bytes(hashlib.sha256(f"{cfg.salt}:synthetic:{note_id}".encode()).digest()[:8], "big") / 2**64
+        splits.append("train" if u < edge else "validation")
+    return df.with_columns(pl.Series("split", splits, dtype=pl.String))
+
+
 def split_counts(df: pl.DataFrame, cfg: SplitConfig) -> dict:
     counts = {s: int((df["split"] == s).sum()) for s in ("train", "validation", "test")}
     by = cfg.report_by

@@ -24,7 +24,9 @@ from assay.project import Project
 from assay.records import conform
 from assay.redact import mask_urls, mask_urls_in
 from assay.store import DatasetStore, Version
+from curation.config import SplitConfig
 from curation.pipeline import Tracker, no_progress
+from curation.splits import assign_synthetic_splits
 from curation.synth import gaps as gapfill
 from curation.synth.config import ALIASES, SynthConfig
 from curation.synth.limits import Limits
@@ -189,8 +191,9 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
     vetted, write_candidates, write_failures = None, [], {}
     if plans and any(p.to_write for p in plans):
         vetted, write_candidates, write_failures = _fill(session, cfg, version, df, plans, guard, embedder)
-        if vetted.kept.height:
-            work = pl.concat([work, vetted.kept], how="diagonal_relaxed")
+        if vetted.kept.height:  # a split, or the training loader (train/validation rows only) never sees them
+            work = pl.concat([work, assign_synthetic_splits(vetted.kept, _split_config(version))],
+                             how="diagonal_relaxed")
 
     # 2. every note x every teacher, through the cache
     teacher_objs = [session.teacher(spec) for spec in cfg.teachers]
@@ -253,6 +256,12 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
     out = store.write(cfg.name or version.manifest["name"], data, step="synth",
                       config=mask_urls_in(cfg.model_dump(mode="json")), parents=[version.ref], tables=tables, **fields)
     return SynthRun(out, {}, fields)
+
+
+def _split_config(version: Version) -> SplitConfig:
+    """The split settings the curated version was made with (its salt and proportions)."""
+    found = (version.manifest.get("config") or {}).get("split")
+    return SplitConfig.model_validate(found) if isinstance(found, dict) else SplitConfig()
 
 
 def _labels(cfg: SynthConfig, df: pl.DataFrame) -> Labels:

@@ -116,6 +116,34 @@ def test_fill_gaps_writes_vets_and_counts_synthetic_notes(tmp_path):
     assert data.filter(~pl.col("synthetic")).height == len(REAL)
 
 
+def test_every_labeled_row_reaches_training_or_is_counted(tmp_path):
+    """Synthetic notes get a split (train or validation, never test), so the trainer sees them."""
+    from curation.config import SplitConfig
+    from curation.splits import assign_splits
+    from training.data import load_splits, to_examples
+
+    store = DatasetStore(tmp_path / "datasets")
+    version = curated(store)
+    real = assign_splits(version.data(), SplitConfig(train=0.5, validation=0.5, test=0.0))
+    version = store.write("notes", real, step="curate", config={**version.manifest["config"],
+                          "split": {"train": 0.5, "validation": 0.5, "test": 0.0}},
+                          gaps=version.manifest["gaps"], coverage=version.manifest["coverage"])
+    cfg = SynthConfig(teachers=["local:scripted", "rule:lead"], fill_gaps=True,
+                      gaps={"oversample": 3.5, "dedupe": {"semantic": {"enabled": False}}})
+    run = synth(version.ref, cfg, store=store, project=Project(tmp_path), teachers={"local:scripted": ScriptedTeacher()})
+    data = run.version.data()
+    syn = data.filter(pl.col("synthetic"))
+    assert syn.height == 2 and set(syn["split"]) <= {"train", "validation"}
+    labeled = data.filter(pl.col("output").is_not_null())
+    train, val = load_splits(run.version, task="summarize")
+    (train_ex, dropped), (val_ex, val_dropped) = to_examples(train), to_examples(val)
+    # the count invariant: every labeled row is a training or validation example, or counted as dropped
+    assert len(train_ex) + len(val_ex) + sum(dropped.values()) + sum(val_dropped.values()) == \
+        labeled.filter(pl.col("split").is_in(["train", "validation"])).height
+    assert labeled.filter(pl.col("split").is_null()).height == 0
+    assert {e.note_id for e in train_ex + val_ex} >= set(syn["note_id"])
+
+
 
 def test_dry_run_prices_the_notes_to_write_and_their_outputs(tmp_path):
     store = DatasetStore(tmp_path / "datasets")
