@@ -234,12 +234,17 @@ def models_list() -> None:
     """Catalogue models (cached or not) and the trained models in this project's registry."""
     from assay.display import show_models
     from assay.models import list_models
+    from assay.project import Project
+    from evals.lineage import verdicts
     from training.registry import list_models as registered
 
     show_models(console, list_models(), title="model catalogue")
+    project = Project.current()
     trained = [{k: r[k] for k in ("name", "version", "parent", "recipe", "base_model", "dataset", "created_at", "path")}
-               | {"metrics": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items())}
-               for r in registered()]
+               | {"metrics": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items()),
+                  "verdicts": ", ".join(f"{v['suite_key'].split(':')[0]}: {v['decision']}"
+                                        for v in verdicts(project, r["name"], r["version"])) or "not evaluated"}
+               for r in registered(project)]
     show_models(console, trained, title="trained models (registry)")
 
 

@@ -96,6 +96,8 @@ def test_training_lineage_and_trend_come_from_this_run(evaluated):
     assert results["trend"][0]["value"] == results["scores"]["previous"]["rougeL"]
     card = (home / "models/notes-student/v1.0.1/README.md").read_text()
     assert "## Evaluations" in card and results["verdict"]["decision"] in card
+    listing = run(home, "models", "list").stdout
+    assert f"summarize/v1: {results['verdict']['decision']}" in listing and "not evaluated" in listing  # v1.0.0
 
 
 def test_a_second_eval_generates_nothing_and_report_rebuilds(evaluated):
