@@ -12,7 +12,6 @@ when the budget runs out, what was judged is reported with `stopped` saying why 
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 from typing import Callable
@@ -74,9 +73,9 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
              *, instruction: str, baseline_key: str, project, progress: Callable[[int], None] | None = None
              ) -> tuple[dict, dict]:
     """(results["judge"], what it cost and sent: {"spend_usd", "calls", "cached", "egress"})."""
-    from curation.synth.limits import Limits
     from curation.synth.pii import Guard
-    from curation.synth.runner import BudgetExceeded, open_state, run_requests
+    from curation.synth.runner import BudgetExceeded
+    from evals.predict import ask_teacher
     from curation.synth.tasks import load_template
     from curation.synth.teachers import Request, get_teacher
 
@@ -104,26 +103,9 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
                                 metadata={"note_id": ex.note_id, "role": "pairwise", "purpose": "eval",
                                           "prompt_version": template.prompt_version}))
         asked.append(k)
-    cache, ledger = open_state(project)
-    done = [0]
-
-    def advance(n: int, total: int) -> None:
-        if progress and n > done[0]:
-            progress(n - done[0])
-            done[0] = n
-
-    async def main():
-        try:
-            return await run_requests(teacher, requests, cache=cache, ledger=ledger,
-                                      limits=Limits.for_provider(teacher.provider), budget_usd=budget,
-                                      progress=advance)
-        finally:
-            if teacher.is_remote and hasattr(teacher, "aclose"):
-                await teacher.aclose()
-
     stopped = None
     try:
-        replies = asyncio.run(main()) if requests else []
+        replies = ask_teacher(teacher, requests, project=project, budget_usd=budget, progress=progress)
     except BudgetExceeded as exc:
         replies, stopped = exc.replies, str(exc)
     for k, reply in zip(asked, replies):

@@ -188,9 +188,7 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
 
     Returns the predictions and what it cost and sent: {"spend_usd", "calls", "cached", "egress"}.
     """
-    from curation.synth.limits import Limits
     from curation.synth.pii import Guard
-    from curation.synth.runner import open_state, run_requests
     from curation.synth.tasks import Prompt, get_task
     from curation.synth.teachers import Request, get_teacher
 
@@ -210,6 +208,34 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
             max_tokens = task.max_tokens
         requests.append(Request(messages, max_tokens=max_tokens, temperature=0.0,
                                 metadata={"note_id": ex.note_id, "task": suite.task, "purpose": "eval"}))
+    replies = ask_teacher(teacher, requests, project=project, budget_usd=budget_usd, progress=progress)
+    predictions = []
+    for ex, reply in zip(examples, replies):
+        if not reply.ok:
+            predictions.append(Prediction(None, None, f"teacher_error:{reply.error}"))
+            continue
+        text, _ = guard.incoming(teacher, ex.note_id or ex.id, reply.text)
+        if suite.task == "summarize":  # the synthesis parser: the first two sentences, no preamble
+            parsed = get_task("summarize").parse(text, Prompt())
+            pred = Prediction(parsed.output if parsed.ok else None, None, parsed.reason)
+        else:
+            pred = parse(suite, text, labels)
+        pred.output_tokens = reply.usage.get("output_tokens")
+        predictions.append(pred)
+    spent = {"spend_usd": round(sum(r.cost_usd for r in replies), 6), "calls": sum(not r.cached for r in replies),
+             "cached": sum(r.cached for r in replies), "egress": guard.summary()}
+    return predictions, spent
+
+
+def ask_teacher(teacher, requests: list, *, project, budget_usd: float | None = None,
+                progress: Callable[[int], None] | None = None) -> list:
+    """Replies to `requests` through the synthesis machinery: the project's cache and spend ledger, the
+    provider's limits and retries, `budget_usd` (raises BudgetExceeded). Evals and the judge both ask here."""
+    from curation.synth.limits import Limits
+    from curation.synth.runner import open_state, run_requests
+
+    if not requests:
+        return []
     cache, ledger = open_state(project)
     done = [0]
 
@@ -227,20 +253,4 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
             if teacher.is_remote and hasattr(teacher, "aclose"):
                 await teacher.aclose()
 
-    replies = asyncio.run(main())
-    predictions = []
-    for ex, reply in zip(examples, replies):
-        if not reply.ok:
-            predictions.append(Prediction(None, None, f"teacher_error:{reply.error}"))
-            continue
-        text, _ = guard.incoming(teacher, ex.note_id or ex.id, reply.text)
-        if suite.task == "summarize":  # the synthesis parser: the first two sentences, no preamble
-            parsed = get_task("summarize").parse(text, Prompt())
-            pred = Prediction(parsed.output if parsed.ok else None, None, parsed.reason)
-        else:
-            pred = parse(suite, text, labels)
-        pred.output_tokens = reply.usage.get("output_tokens")
-        predictions.append(pred)
-    spent = {"spend_usd": round(sum(r.cost_usd for r in replies), 6), "calls": sum(not r.cached for r in replies),
-             "cached": sum(r.cached for r in replies), "egress": guard.summary()}
-    return predictions, spent
+    return asyncio.run(main())
