@@ -9,7 +9,9 @@ from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 from rich.table import Table
 
 
@@ -29,10 +31,19 @@ def safe(value: object, *, newlines: bool = False) -> str:
     return escape(text)
 
 
+class RateColumn(ProgressColumn):
+    """Items per second (notes, examples, requests) over the task's recent progress."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.2f}/s" if speed < 10 else f"{speed:.0f}/s", style="cyan")
+
+
 @contextmanager
 def progress_tracker(console: Console) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
     """Yields track(description, total) -> advance(n); each call adds a bar (a spinner when total is None)."""
-    columns = [SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         def track(description: str, total: int | None) -> Callable[[int], None]:
             for earlier in progress.tasks:  # a spinner (no known total) ends when the next piece of work starts
