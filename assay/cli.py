@@ -53,9 +53,13 @@ def curate(
     if not export.exists():
         raise AssayError(f"{export}: no such file or folder")
     cfg = load_config(CurateConfig, config, (overrides or []) + (["ingest.skip_invalid=true"] if skip_invalid else []))
-    store = DatasetStore(Project.current().datasets)
-    with progress_tracker(console) as track:
-        result = run_curate(export, cfg, name=name, store=store, track=track)
+    from curation.review.duplicates import load_decisions
+
+    project = Project.current()
+    store = DatasetStore(project.datasets)
+    with progress_tracker(console) as track:  # reviewers' duplicate answers (assay review pull-duplicates) count
+        result = run_curate(export, cfg, name=name, store=store, track=track,
+                            duplicate_reviews=load_decisions(project))
     show_curate_run(console, result.version)
 
 

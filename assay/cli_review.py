@@ -82,6 +82,69 @@ def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was 
         _say(f"  agreement {question}: {figure['metric']} = {figure['value']} over {figure['items']} item(s)")
 
 
+@review_app.command("push-eval")
+def push_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>) or its folder."),
+              against: str = typer.Option("base", help="The baseline to compare with: a model key of the run "
+                                                       "(base, previous, rule:lead, teacher:...)."),
+              workspace: str = typer.Option("default", help="Argilla workspace."),
+              min_submitted: int = typer.Option(1, "--min-submitted", help="Answers a record needs to count as done."),
+              argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+    """Send an eval run's examples as blind A/B preference questions: candidate vs a baseline."""
+    from assay.project import Project
+    from curation.review.client import one_line_errors
+    from curation.review.human_eval import push_eval as run_push
+
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        result = run_push(Project.current(), run, client, against=against, workspace=workspace,
+                          min_submitted=min_submitted)
+    skipped = f", {result['skipped']} without both outputs" if result["skipped"] else ""
+    _say(f"pushed {result['added']} new record(s) to Argilla dataset {result['dataset']!r} "
+         f"({result['already']} already there, {result['total']} comparable{skipped}); {result['url']}")
+    _say(f"which side is the candidate is kept in {result['side_file']}, not in Argilla")
+
+
+@review_app.command("pull-eval")
+def pull_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>) or its folder."),
+              against: str = typer.Option("base", help="The baseline it was pushed against."),
+              argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+    """Fetch the preferences: a human win rate with a 95% CI in the run's results.json and report."""
+    from assay.project import Project
+    from curation.review.client import one_line_errors
+    from curation.review.human_eval import pull_eval as run_pull
+
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        human = run_pull(Project.current(), run, client, against=against)
+    if not human["n"]:
+        _say(f"no submitted answers yet in {human['argilla_dataset']!r}")
+        return
+    _say(f"human win rate vs {human['baseline_label']}: {human['win_rate']:.1%} (95% CI {human['ci_low']:.1%} to "
+         f"{human['ci_high']:.1%}) over {human['n']} of {human['examples']} example(s), {human['responses']} "
+         f"answer(s): {human['wins']} win(s), {human['losses']} loss(es), {human['ties']} tie(s)")
+    for user, counts in human["annotators"].items():
+        _say(f"  {user}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@review_app.command("pull-duplicates")
+def pull_duplicates(dataset: str = typer.Argument(..., help="NAME@VERSION whose duplicates were pushed."),
+                    argilla_url: Optional[str] = typer.Option(None, "--argilla-url",
+                                                              help="Overrides ARGILLA_API_URL.")) -> None:
+    """Fetch "same note?" answers into the project state; the next `assay curate` follows them."""
+    from assay.project import Project
+    from assay.store import DatasetStore
+    from curation.review.client import one_line_errors
+    from curation.review.duplicates import pull_duplicates as run_pull
+
+    project = Project.current()
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        result = run_pull(DatasetStore(project.datasets), dataset, client, project)
+    decided = ", ".join(f"{n} {k}" for k, n in result["decisions"].items()) or "none"
+    _say(f"{result['answered']} of {result['pairs']} pair(s) answered in {result['dataset']!r} ({decided}) from "
+         f"{len(result['annotators'])} annotator(s); the next `assay curate` follows them")
+
+
 @review_app.command("status")
 def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
            argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:

@@ -16,6 +16,11 @@ dropping one loses a person's note. Pairs in its review band are kept and listed
 (note_id_a, note_id_b, cosine, word_overlap, text_a, text_b), which curate writes as the version's
 possible_duplicates table for a person to decide.
 
+Reviewed pairs (`reviewed`, from `assay review pull-duplicates`): a person's answer beats the threshold. A
+pair a reviewer called the same note drops one of the two (the one they kept stays, else the longer) with
+`reviewed_duplicate_of:<kept id>`, in its own step before the semantic pass; a pair they called different
+is never a semantic edge and is not listed for review again.
+
 `dup_cluster` on a row names the duplicate cluster it belongs to, so splits keep a cluster, and every
 row of a note that is in one, on one side. Across passes a row keeps the smallest cluster id among
 the clusters that touch its note (so a note that won an exact cluster and then a near one keeps one id).
@@ -48,12 +53,14 @@ def dedupe_near(df: pl.DataFrame, cfg: NearDedupeConfig, progress: Progress | No
 
 
 def dedupe_semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder=None,
-                    progress: Progress | None = None) -> StepResult:
-    return _semantic(df, cfg, embedder or _load_embedder(cfg), progress)
+                    progress: Progress | None = None, different: set[tuple[str, str]] | None = None) -> StepResult:
+    return _semantic(df, cfg, embedder or _load_embedder(cfg), progress, different)
 
 
-def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progress | None = None) -> list[StepResult]:
-    """Run the enabled passes in order (exact, near, semantic), each on the rows the previous one kept."""
+def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progress | None = None,
+           reviewed: pl.DataFrame | None = None) -> list[StepResult]:
+    """Run the enabled passes in order (exact, near, reviewed, semantic), each on the rows the previous one
+    kept. `reviewed`: note_id_a, note_id_b, decision ("same" | "different"), keep (a note id or null)."""
     if cfg.semantic.enabled and embedder is None:
         embedder = _load_embedder(cfg.semantic)
     advanced, rows_in = 0, df.height
@@ -75,8 +82,16 @@ def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progres
         result, keep = _near(df, norm, cfg.near, None if cfg.semantic.enabled else tick)
         results.append(result)
         df = result.kept
+    different: set[tuple[str, str]] = set()
+    if reviewed is not None and reviewed.height:
+        same = reviewed.filter(pl.col("decision") == "same")
+        different = {tuple(sorted(p)) for p in reviewed.filter(pl.col("decision") == "different")
+                     .select("note_id_a", "note_id_b").iter_rows()}
+        result = dedupe_reviewed(df, same)
+        results.append(result)
+        df = result.kept
     if cfg.semantic.enabled:
-        results.append(_semantic(df, cfg.semantic, embedder, tick))
+        results.append(_semantic(df, cfg.semantic, embedder, tick, different))
     if progress and advanced < rows_in:
         progress(rows_in - advanced)
     return results
@@ -196,7 +211,41 @@ def _units(df: pl.DataFrame, norm: pl.Series) -> np.ndarray:
     return keys.select(pl.col("i").min().over("note", "task", "norm"))["i"].to_numpy().astype(np.int64)
 
 
-def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: Progress | None) -> StepResult:
+def dedupe_reviewed(df: pl.DataFrame, same: pl.DataFrame) -> StepResult:
+    """Drop one note of each pair a reviewer called the same note: not the one they kept, else the shorter.
+    Chains resolve to one kept note (a = b and b = c keep one of the three); pairs with a note absent here
+    (cleaned or dropped earlier) change nothing."""
+    present = set(df["note_id"].to_list())
+    length = dict(zip(df["note_id"].to_list(), minhash.normalize_texts(_text(df)).str.len_chars().to_list()))
+    parent: dict[str, str] = {}
+
+    def root(note: str) -> str:
+        while note in parent:
+            note = parent[note]
+        return note
+
+    for a, b, keep in same.sort("note_id_a", "note_id_b").select("note_id_a", "note_id_b", "keep").iter_rows():
+        if a not in present or b not in present:
+            continue
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        if keep in (a, b):
+            kept = root(keep)
+        else:  # reviewers split between A and B: dedupe's own rule, the longer text, then the smaller id
+            kept = min((ra, rb), key=lambda n: (-length[n], n))
+        parent[rb if kept == ra else ra] = kept
+    dropped = {note: root(note) for note in parent}
+    reasons = [f"reviewed_duplicate_of:{dropped[n]}" if n in dropped else None for n in df["note_id"].to_list()]
+    members = sorted(set(dropped) | set(dropped.values()))
+    table = pl.DataFrame([{"cluster_id": f"reviewed:{dropped.get(n, n)}", "note_id": n, "kind": "reviewed",
+                           "kept": n not in dropped, "kept_id": dropped.get(n, n), "similarity": None,
+                           "why": "a reviewer said: same note"} for n in members], schema=CLUSTER_SCHEMA)
+    return split_by_reason(df, pl.Series(reasons, dtype=pl.String), "dedupe_reviewed", clusters=table)
+
+
+def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: Progress | None,
+              different: set[tuple[str, str]] | None = None) -> StepResult:
     norm = minhash.normalize_texts(_text(df))
     rows = _long_enough(norm, cfg.min_words)
     emb = _embed(embedder, _text(df).gather(rows), cfg.batch_size, progress)
@@ -206,6 +255,9 @@ def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: P
     i, j, sims = _similar_pairs(emb, min(cfg.threshold, review))
     i, j = rows[i], rows[j]
     allowed = _allowed_mask(df, i, j)
+    if different:  # a reviewer said these are different notes: never an edge, never listed again
+        ids = df["note_id"].to_list()
+        allowed &= np.array([tuple(sorted((ids[a], ids[b]))) not in different for a, b in zip(i, j)], dtype=bool)
     i, j, sims = i[allowed], j[allowed], sims[allowed]
     overlap = _word_overlap(norm, norm, i, j)
     certain = (sims >= cfg.threshold) & (overlap >= cfg.min_word_overlap)

@@ -40,7 +40,8 @@ class CurateRun:
 
 
 def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetStore,
-           track: Tracker = no_progress, embedder=None) -> CurateRun:
+           track: Tracker = no_progress, embedder=None, duplicate_reviews: pl.DataFrame | None = None) -> CurateRun:
+    """`duplicate_reviews`: reviewers' same-note answers (curation/review/duplicates.load_decisions)."""
     store.check_writable(name)  # a bad name or a broken dataset folder is said before the work, not after
     steps: list[StepResult] = []
     tick = track("ingest", None)
@@ -50,7 +51,8 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         from assay.models import load_embedder
 
         embedder = load_embedder(cfg.dedupe.semantic.model)
-    steps += dedupe(steps[-1].kept, cfg.dedupe, embedder=embedder, progress=track("dedupe", steps[-1].kept.height))
+    steps += dedupe(steps[-1].kept, cfg.dedupe, embedder=embedder, progress=track("dedupe", steps[-1].kept.height),
+                    reviewed=duplicate_reviews)
     steps.append(balance(steps[-1].kept, cfg.balance))
     final = assign_splits(steps[-1].kept, cfg.split)
 
@@ -86,6 +88,7 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         coverage_before=balance_step.extra.get("coverage_before", []),
         gaps=balance_step.extra.get("gaps", []),
         possible_duplicates=tables["possible_duplicates"].height if "possible_duplicates" in tables else None,
+        duplicate_reviews=None if duplicate_reviews is None else duplicate_reviews.height,
         splits=split_counts(final, cfg.split),
     )
     return CurateRun(version, steps)

@@ -1,0 +1,88 @@
+"""Duplicate answers feed the next curation: curate the sample, push its possible duplicates, answer as
+annotators, pull the answers, curate again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from assay.config import load_config
+from assay.project import Project
+from assay.store import DatasetStore
+from conftest import annotator, server_records, submit
+from curation.config import CurateConfig
+from curation.pipeline import curate
+from curation.review.duplicates import pair_id
+
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
+# A drop band that would take the sample's seed-swap pair (cosine 0.84, word overlap 0.23) as a semantic
+# duplicate: the reviewer's "different" must keep it anyway.
+TIGHT = ["dedupe.semantic.threshold=0.83", "dedupe.semantic.min_word_overlap=0.2",
+         "dedupe.semantic.review_threshold=0.82"]
+
+
+def review(server, *args):
+    proc = subprocess.run([sys.executable, "-m", "assay", *args], env=server.env(), capture_output=True, text=True,
+                          timeout=300, cwd=SAMPLE.parents[1])
+    assert proc.returncode == 0, f"assay {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_answers_decide_the_next_curation(server):
+    store = DatasetStore(server.home / "datasets")
+    first = curate(SAMPLE / "notes.json", load_config(CurateConfig, SAMPLE / "curate.yaml", []), name="sampledup",
+                   store=store).version
+    pairs = first.table("possible_duplicates")
+    by_text = {row["text_a"].split()[0]: row for row in pairs.iter_rows(named=True)}
+    knee, seeds = by_text["Went"], by_text["Could"]  # the knee-run pair and the seed-swap pair
+    assert seeds["cosine"] >= 0.83 and seeds["word_overlap"] >= 0.2  # inside TIGHT's drop band
+
+    assert f"pushed {pairs.height} new record(s)" in review(server, "review", "push", first.ref, "--only", "duplicates")
+    records = server_records(server, "sampledup-v1-duplicates")
+    ann, bob = annotator(server, "ann"), annotator(server, "bob")
+    for user in (ann, bob):  # both: the same note, keep B
+        submit(server, user, records[pair_id(knee["note_id_a"], knee["note_id_b"])], {"same_note": "keep_b"})
+    submit(server, ann, records[pair_id(seeds["note_id_a"], seeds["note_id_b"])],
+           {"same_note": "keep_both", "comment": "two plans, not one"})
+
+    out = review(server, "review", "pull-duplicates", first.ref)
+    assert f"2 of {pairs.height} pair(s) answered" in out and "1 different, 1 same" in out, out
+    with contextlib.closing(Project(server.home).db()) as conn:
+        stored = {(r["note_id_a"], r["note_id_b"]): dict(r) for r in conn.execute("SELECT * FROM duplicate_reviews")}
+    assert stored[(knee["note_id_a"], knee["note_id_b"])]["keep"] == knee["note_id_b"]
+    assert json.loads(stored[(knee["note_id_a"], knee["note_id_b"])]["reviewers"]) == ["ann", "bob"]
+    assert stored[(seeds["note_id_a"], seeds["note_id_b"])]["decision"] == "different"
+    review(server, "review", "pull-duplicates", first.ref)  # pulling again changes nothing
+    with contextlib.closing(Project(server.home).db()) as conn:
+        assert conn.execute("SELECT count(*) FROM duplicate_reviews").fetchone()[0] == 2
+
+    review(server, "curate", str(SAMPLE / "notes.json"), "--config", str(SAMPLE / "curate.yaml"), "--name",
+           "sampledup", *TIGHT)
+    second = store.get("sampledup")
+    assert second.ref == "sampledup@v2" and second.manifest["duplicate_reviews"] == 2
+    steps = {s["step"]: s for s in second.manifest["steps"]}
+    assert steps["dedupe_reviewed"]["dropped"] == {"reviewed_duplicate_of": 1}
+    # the seed-swap pair is in TIGHT's drop band, yet neither note is dropped or clustered by the semantic pass
+    semantic = rejects_of(second, "dedupe_semantic")
+    assert not {seeds["note_id_a"], seeds["note_id_b"]} & set(semantic["note_id"] + semantic["kept"])
+    clusters = second.table("clusters").filter(pl.col("kind") == "semantic")
+    assert not {seeds["note_id_a"], seeds["note_id_b"]} & set(clusters["note_id"].to_list())
+    assert second.manifest["dropped"]["reviewed_duplicate_of"] == 1
+    rejects = second.table("rejects")
+    gone = rejects.filter(pl.col("note_id") == knee["note_id_a"])
+    assert gone["reason"].to_list() == [f"reviewed_duplicate_of:{knee['note_id_b']}"]
+    ids = set(second.data()["note_id"].to_list()) | set(rejects.filter(pl.col("step") == "balance")["note_id"].to_list())
+    assert {knee["note_id_b"], seeds["note_id_a"], seeds["note_id_b"]} <= ids  # kept through dedupe
+    left = {(a, b) for a, b in second.table("possible_duplicates").select("note_id_a", "note_id_b").iter_rows()}
+    assert (seeds["note_id_a"], seeds["note_id_b"]) not in left  # decided: not listed for review again
+    assert first.manifest["steps"][0]["in"] == second.manifest["steps"][0]["in"]
+
+
+def rejects_of(version, step: str) -> dict:
+    rows = version.table("rejects").filter(pl.col("step") == step)
+    return {"note_id": rows["note_id"].to_list(), "kept": [r.split(":", 1)[1] for r in rows["reason"].to_list()]}
