@@ -17,7 +17,8 @@ from assay.store import DatasetStore
 from conftest import annotator, server_records, submit
 from curation.config import CurateConfig
 from curation.pipeline import curate
-from curation.review.duplicates import pair_id
+from curation.review.client import connect
+from curation.review.duplicates import load_decisions, pair_id, pull_duplicates
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 # A drop band that would take the sample's seed-swap pair (cosine 0.84, word overlap 0.23) as a semantic
@@ -33,9 +34,14 @@ def review(server, *args):
     return proc.stdout
 
 
-def test_answers_decide_the_next_curation(server):
+def test_answers_decide_the_next_curation(server, tmp_path):
+    # the sample's notes on three subjects, each with a planted paraphrase (a tenth of the sample: a quick curate)
+    notes = [n for n in json.loads((SAMPLE / "notes.json").read_text())
+             if any(w in n["content"].lower() for w in ("knee", "seed", "oats"))]
+    export = tmp_path / "notes.json"
+    export.write_text(json.dumps(notes))
     store = DatasetStore(server.home / "datasets")
-    first = curate(SAMPLE / "notes.json", load_config(CurateConfig, SAMPLE / "curate.yaml", []), name="sampledup",
+    first = curate(export, load_config(CurateConfig, SAMPLE / "curate.yaml", []), name="sampledup",
                    store=store).version
     pairs = first.table("possible_duplicates")
     by_text = {row["text_a"].split()[0]: row for row in pairs.iter_rows(named=True)}
@@ -57,11 +63,13 @@ def test_answers_decide_the_next_curation(server):
     assert stored[(knee["note_id_a"], knee["note_id_b"])]["keep"] == knee["note_id_b"]
     assert json.loads(stored[(knee["note_id_a"], knee["note_id_b"])]["reviewers"]) == ["ann", "bob"]
     assert stored[(seeds["note_id_a"], seeds["note_id_b"])]["decision"] == "different"
-    review(server, "review", "pull-duplicates", first.ref)  # pulling again changes nothing
-    with contextlib.closing(Project(server.home).db()) as conn:
-        assert conn.execute("SELECT count(*) FROM duplicate_reviews").fetchone()[0] == 2
+    decided = load_decisions(Project(server.home))
+    assert decided.height == 2
+    again = pull_duplicates(store, first.ref, connect(Project(server.home)), Project(server.home))
+    assert again["decisions"] == {"different": 1, "same": 1}  # pulling again changes nothing
+    assert load_decisions(Project(server.home)).drop("pulled_at").equals(decided.drop("pulled_at"))
 
-    review(server, "curate", str(SAMPLE / "notes.json"), "--config", str(SAMPLE / "curate.yaml"), "--name",
+    review(server, "curate", str(export), "--config", str(SAMPLE / "curate.yaml"), "--name",
            "sampledup", *TIGHT)
     second = store.get("sampledup")
     assert second.ref == "sampledup@v2" and second.manifest["duplicate_reviews"] == 2
