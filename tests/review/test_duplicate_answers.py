@@ -94,3 +94,40 @@ def test_answers_decide_the_next_curation(server, tmp_path):
 def rejects_of(version, step: str) -> dict:
     rows = version.table("rejects").filter(pl.col("step") == step)
     return {"note_id": rows["note_id"].to_list(), "kept": [r.split(":", 1)[1] for r in rows["reason"].to_list()]}
+
+
+def decisions(*rows) -> pl.DataFrame:
+    return pl.DataFrame([{"note_id_a": a, "note_id_b": b, "decision": d, "keep": k} for a, b, d, k in rows],
+                        schema={"note_id_a": pl.String, "note_id_b": pl.String, "decision": pl.String, "keep": pl.String})
+
+
+def test_reviewed_pairs_keep_the_chosen_note_and_chains_keep_one():
+    from assay.records import notes_frame
+    from curation.dedupe import dedupe_reviewed
+
+    texts = {"n1": "Seed swap at the allotment in February, ask the committee first.",
+             "n2": "Seed swap in Feb?", "n3": "Could we hold a seed swap morning at the allotments next February?",
+             "n4": "Overnight oats: 50 g oats, 150 ml milk.", "n5": "Oats overnight, 50 g and milk.",
+             "n6": "Knee scan at Southmead."}
+    df = notes_frame({"note_id": k, "text": v} for k, v in texts.items())
+    result = dedupe_reviewed(df, decisions(("n1", "n2", "same", "n2"),  # the reviewer kept the shorter one
+                                           ("n2", "n3", "same", None),   # split vote: the longer text stays
+                                           ("n4", "n5", "same", None),
+                                           ("n5", "n9", "same", "n9")))  # n9 is not in this data: no change
+    reasons = dict(zip(result.rejects["note_id"].to_list(), result.rejects["reason"].to_list()))
+    assert reasons == {"n1": "reviewed_duplicate_of:n3", "n2": "reviewed_duplicate_of:n3",
+                       "n5": "reviewed_duplicate_of:n4"}
+    assert sorted(result.kept["note_id"].to_list()) == ["n3", "n4", "n6"]
+    clusters = result.extra["clusters"]
+    assert clusters.filter(pl.col("kept"))["note_id"].sort().to_list() == ["n3", "n4"]
+
+
+def test_votes_resolve_conservatively():
+    from collections import Counter
+
+    from curation.review.duplicates import resolve
+
+    assert resolve(Counter(keep_a=1, keep_both=1), "a", "b") == ("different", None)  # a tie loses no note
+    assert resolve(Counter(keep_a=2, keep_both=1), "a", "b") == ("same", "a")
+    assert resolve(Counter(keep_a=1, keep_b=1), "a", "b") == ("same", None)
+    assert resolve(Counter(keep_b=1), "a", "b") == ("same", "b")

@@ -32,7 +32,9 @@ def test_push_answer_pull_eval(server):
     project = Project(server.home)
     results = fake_results(10, 3)  # candidate, previous, base on ten sample notes
     assert results["run_id"] == RUN
+    results["human"] = None  # as `assay eval` writes it: no human review yet
     folder = save(project, results)
+    assert "no human preference review for this run" in (folder / "index.html").read_text()
 
     out = review(server, "push-eval", RUN).stdout
     assert "pushed 10 new record(s)" in out, out
