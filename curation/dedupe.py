@@ -255,13 +255,22 @@ def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: P
     i, j, sims = _similar_pairs(emb, min(cfg.threshold, review))
     i, j = rows[i], rows[j]
     allowed = _allowed_mask(df, i, j)
+    ids = df["note_id"].to_list()
     if different:  # a reviewer said these are different notes: never an edge, never listed again
-        ids = df["note_id"].to_list()
         allowed &= np.array([tuple(sorted((ids[a], ids[b]))) not in different for a, b in zip(i, j)], dtype=bool)
     i, j, sims = i[allowed], j[allowed], sims[allowed]
     overlap = _word_overlap(norm, norm, i, j)
     certain = (sims >= cfg.threshold) & (overlap >= cfg.min_word_overlap)
     members, labels = _groups(df.height, i[certain], j[certain])
+    if different:  # a cluster that still joins two notes a reviewer told apart (a ~ b ~ c, a != c) drops
+        # nothing: its pairs go back to the review band for a person to settle
+        label_of = {ids[r]: lab for r, lab in zip(members.tolist(), labels.tolist())}
+        split = {label_of[a] for a, b in different if a in label_of and label_of[a] == label_of.get(b)}
+        if split:
+            row_label = np.full(df.height, -1, dtype=np.int64)
+            row_label[members] = labels
+            certain &= ~np.isin(row_label[i], list(split))
+            members, labels = _groups(df.height, i[certain], j[certain])
     where = np.full(df.height, -1, dtype=np.int64)
     where[rows] = np.arange(len(rows))
     result, keep = _resolve(df, norm, members, labels, "semantic",

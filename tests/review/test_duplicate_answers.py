@@ -131,3 +131,25 @@ def test_votes_resolve_conservatively():
     assert resolve(Counter(keep_a=2, keep_both=1), "a", "b") == ("same", "a")
     assert resolve(Counter(keep_a=1, keep_b=1), "a", "b") == ("same", None)
     assert resolve(Counter(keep_b=1), "a", "b") == ("same", "b")
+
+
+def test_a_cluster_joining_two_notes_told_apart_drops_nothing():
+    """a ~ b ~ c are near-certain copies; a reviewer said a and c differ: no note of the cluster is dropped,
+    and its other pairs are listed for review again."""
+    from assay.models import load_embedder
+    from assay.records import notes_frame
+    from curation.config import DedupeConfig
+    from curation.dedupe import dedupe
+
+    line = "Seed swap at the allotment on Saturday 8 February from ten, bring labelled envelopes and spare pots"
+    texts = {"a": line + ".", "b": line + " please.", "c": line + " please!!", "d": "Knee scan at Southmead."}
+    df = notes_frame({"note_id": k, "text": v} for k, v in texts.items())
+    cfg = DedupeConfig(exact=False, near={"enabled": False})
+    embedder = load_embedder()
+    before = dedupe(df, cfg, embedder=embedder)[-1]
+    assert before.rejects.height == 2  # without review: one cluster, two copies dropped
+    after = dedupe(df, cfg, embedder=embedder, reviewed=decisions(("a", "c", "different", None)))
+    semantic = after[-1]
+    assert semantic.rejects.height == 0
+    listed = {(a, b) for a, b in semantic.extra["possible"].select("note_id_a", "note_id_b").iter_rows()}
+    assert listed == {("a", "b"), ("b", "c")}
