@@ -30,9 +30,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-bench: install
-	$(BIN)/python benchmarks/bench_dedupe.py
-	$(BIN)/python benchmarks/bench_semantic.py
+# Every benchmark the issues name; each prints its ratios against a baseline run in the same process.
+# Hours on 2 CPU cores (bench_quality trains students at three data sizes): run one with `make bench-NAME`.
+BENCHES := dedupe semantic dedupe_precision pii synth train quality predict report review
+bench: install $(addprefix bench-,$(BENCHES))
+
+bench-%: install
+	$(BIN)/python benchmarks/bench_$*.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
