@@ -412,13 +412,13 @@ def test_adapter_loads_and_generates(sft_version):
     from peft import PeftModel
 
     from assay.models import load_causal_lm
-    from training.common import generate
+    from evals.generate import generate
 
     base, tokenizer = load_causal_lm("smollm2-135m-instruct")
     model = PeftModel.from_pretrained(base, sft_version.path / "adapter")
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Summarize: tea, milk, bread."}],
                                            tokenize=False, add_generation_prompt=True)
-    assert generate(model, tokenizer, [prompt], max_new_tokens=6)[0].strip()
+    assert generate(model, tokenizer, [prompt], max_new_tokens=6)[0].text
 
 
 @pytest.mark.slow
