@@ -70,7 +70,7 @@ def run_recipe(args, variant: str) -> dict:
                  *(o.format(b=args.batch_size) for o in RECIPE_VARIANTS[variant]),
                  "data.dataset=bench", "data.min_train_examples=1", f"train.epochs={args.epochs}",
                  "train.min_steps=null",  # the same epochs as the baseline, not the small-data minimum
-                 "train.save_steps=100000", "train.logging_steps=1", "output.name=bench"]
+                 "train.save_steps=100000", "eval.every_steps=100000", "train.logging_steps=1", "output.name=bench"]
     version = training.run(CONFIG, overrides, project=Project(root))
     m = version.metrics
     return {"tokens": m["train_tokens_seen"], "seconds": m["train_runtime_s"], "steps": m["steps"],

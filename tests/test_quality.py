@@ -78,9 +78,10 @@ def _train_in_child(tmp_path: Path, overrides: list[str]) -> dict:
     """A training run in its own process: its metrics and its peak RSS (ru_maxrss of that process)."""
     script = (
         "import json, resource, sys\n"
+        "from pathlib import Path\n"
         "import training\n"
         "from assay.project import Project\n"
-        f"v = training.run({str(SFT_YAML)!r}, json.loads(sys.argv[1]), project=Project({str(tmp_path)!r}))\n"
+        f"v = training.run({str(SFT_YAML)!r}, json.loads(sys.argv[1]), project=Project(Path({str(tmp_path)!r})))\n"
         "print('RESULT ' + json.dumps({'metrics': v.metrics,"
         " 'peak_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
