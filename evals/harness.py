@@ -156,10 +156,21 @@ def run_tasks(suite: SuiteConfig, model, examples: list[Example], *, instruction
     return HarnessRun(scores, generations, per_example, prompts, folder)
 
 
-def run_harness(suite: SuiteConfig, model, examples: list[Example], *, instruction: str,
-                folder: Path) -> dict[str, float | None]:
-    """lm-eval's scores of `model` (a version folder or a base model) on the suite's examples."""
-    return run_tasks(suite, model, examples, instruction=instruction, folder=folder).scores
+def run_harness(suite: SuiteConfig, model, examples: list[Example], *, instruction: str | None = None,
+                folder: Path | None = None) -> dict[str, float | None]:
+    """lm-eval's scores of `model` (a version folder or a base model) on the suite's examples; the prompt's
+    instruction defaults to the task's student instruction, the task folder to a temporary one."""
+    if instruction is None:
+        from curation.synth.tasks import Prompt, get_task
+        from evals.predict import QA_INSTRUCTION
+
+        instruction = QA_INSTRUCTION if suite.task == "qa" else get_task(suite.task).student_instruction(Prompt())
+    if folder is not None:
+        return run_tasks(suite, model, examples, instruction=instruction, folder=folder).scores
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="assay-harness-") as tmp:
+        return run_tasks(suite, model, examples, instruction=instruction, folder=Path(tmp)).scores
 
 
 def _number(value: Any) -> float | None:

@@ -13,7 +13,7 @@ from tiny_student import BASE, register_student
 from assay.errors import ConfigError, ModelUnavailableError
 from assay.project import Project
 from assay.store import DatasetStore
-from evals.harness import PREFIX, harness_metrics, model_args, write_task
+from evals.harness import PREFIX, harness_metrics, model_args, run_harness, write_task
 from evals.metrics import rouge
 from evals.suite import load_examples, load_suite
 
@@ -118,6 +118,10 @@ def test_harness_scores_join_the_eval_and_equal_our_rouge_on_its_generations(pro
     assert "local models only" in results["missing"]["rule:lead"][PREFIX + "rougeL"]
     stored = json.loads((project.reports / results["run_id"] / "results.json").read_text())
     assert stored["scores"]["candidate"][PREFIX + "rougeL"] == results["scores"]["candidate"][PREFIX + "rougeL"]
+
+    # the plain entry point (temporary task folder, the task's own instruction) gives lm-eval's same numbers
+    direct = run_harness(suite, BASE, examples)
+    assert direct == {m: results["scores"]["base"][PREFIX + m] for m in ("rougeL", "rouge1", "words")}
 
     caplog.set_level("INFO", logger="lm_eval")
     again = evaluate(suite, "notes-student@v1.0.0", against=["base", "rule:lead"], project=project).results
