@@ -41,6 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from planted import cache_dir  # noqa: E402  ($ASSAY_CACHE, where every benchmark keeps what it downloads)
 CONFIG = REPO / "training" / "configs" / "sft-smollm2.yaml"
 SAMPLE = REPO / "datasets" / "sample"
 ACLSUM = "aclsum==0.1.2"
@@ -52,10 +54,6 @@ ASPECTS = {
 SETS = ("paper", "aspect", "sample")
 SIZES = {"paper": (50, 100), "aspect": (50, 100, 300), "sample": (15,)}
 VALIDATION_ROWS = 40  # rows the in-run evaluation generates on (the best checkpoint is chosen on them)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ASSAY_CACHE") or Path.home() / ".cache" / "assay")
 
 
 # ---------------------------------------------------------------- data
@@ -147,7 +145,8 @@ def messages(row: dict) -> list[dict]:
     """The prompt as training renders it (training.data: the instruction, a blank line, the note)."""
     from training.data import TASK_INSTRUCTIONS
 
-    return [{"role": "user", "content": f"{row.get('instruction') or TASK_INSTRUCTIONS[row['task']]}\n\n{row['input']}"}]
+    instruction = row.get("instruction") or TASK_INSTRUCTIONS[row["task"]]
+    return [{"role": "user", "content": f"{instruction}\n\n{row['input']}"}]
 
 
 def answer(model, tokenizer, rows: list[dict], max_new_tokens: int) -> list[str]:

@@ -51,6 +51,8 @@ def test_batch_size_auto_refuses_an_explicit_accumulation(tmp_path, assay_cache)
     write_notes(tmp_path)
     with pytest.raises(ConfigError, match="gradient_accumulation: batch_size auto chooses it"):
         training.load(SFT_YAML, ["train.gradient_accumulation=2"], project=Project(tmp_path))
+    with pytest.raises(ConfigError, match="auto measures activations without gradient checkpointing"):
+        training.load(SFT_YAML, ["model.gradient_checkpointing=true"], project=Project(tmp_path))
     cfg = training.load(SFT_YAML, ["train.batch_size=2", "train.gradient_accumulation=2"], project=Project(tmp_path))
     assert cfg.train.batch_size == 2
 

@@ -162,6 +162,10 @@ def _common_problems(cfg: SFTRunConfig | DistillRunConfig) -> list[str]:
     if train.batch_size == "auto" and "gradient_accumulation" in train.model_fields_set:
         problems.append("train.gradient_accumulation: batch_size auto chooses it (rows_per_step / micro-batch); "
                         "set train.rows_per_step instead")
+    if train.batch_size == "auto" and cfg.model.gradient_checkpointing:
+        # checkpointed layers keep their activations out of sight of the probe's saved-tensor hooks
+        problems.append("train.batch_size: auto measures activations without gradient checkpointing; with "
+                        "model.gradient_checkpointing give a number (e.g. train.batch_size=8)")
     if cfg.eval.best_metric == "rouge_l" and cfg.eval.generate_examples == 0:
         problems.append("eval.best_metric rouge_l needs eval.generate_examples > 0")
     if cfg.eval.every_steps and cfg.train.save_steps % cfg.eval.every_steps:

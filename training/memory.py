@@ -115,7 +115,8 @@ def choose(trainer, probe_row: dict, *, rows_per_step: int, memory_gb: float | N
         raise ConfigError("train.memory_gb", [
             f"train.batch_size auto: one row of {choice.row_tokens} tokens needs about "
             f"{choice.estimate(1) / 2**30:.2f} GB and the budget is {available / 2**30:.2f} GB ({source}); "
-            "raise train.memory_gb, lower data.max_seq_length, or set model.gradient_checkpointing=true"])
+            "raise train.memory_gb, lower data.max_seq_length, or set train.batch_size=1 "
+            "model.gradient_checkpointing=true"])
     return Choice(choice.micro_batch, rows_per_step // choice.micro_batch, available, fixed, per_row, source,
                   row_tokens=choice.row_tokens)
 
@@ -130,12 +131,13 @@ def _touch_weights(model) -> None:
             p.detach().sum()
 
 
-def plan_batch(trainer, train, model_cfg) -> dict:
+def plan_batch(trainer, train) -> dict:
     """Apply batch_size auto to the trainer's arguments; what was chosen, for the metrics and the log line."""
     args = trainer.args
+    micro, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     if train.batch_size != "auto":
-        return {"micro_batch": args.per_device_train_batch_size, "gradient_accumulation": args.gradient_accumulation_steps,
-                "note": f"micro-batch {args.per_device_train_batch_size} x {args.gradient_accumulation_steps} accumulation"}
+        return {"micro_batch": micro, "gradient_accumulation": accumulation,
+                "note": f"micro-batch {micro} x {accumulation} accumulation"}
     rows = trainer.train_dataset["input_ids"]
     probe = trainer.train_dataset[max(range(len(rows)), key=lambda i: len(rows[i]))]  # the longest row
     choice = choose(trainer, {k: probe[k] for k in probe if k in ("input_ids", "labels", "seq_lengths")},
@@ -145,7 +147,8 @@ def plan_batch(trainer, train, model_cfg) -> dict:
     trainer._train_batch_size = args.train_batch_size  # Trainer copies it at init; the dataloader reads the copy
     return {"micro_batch": choice.micro_batch, "gradient_accumulation": choice.accumulation,
             "memory_budget_gb": round(choice.budget_bytes / 2**30, 2),
-            "estimated_peak_gb": round(choice.estimate() / 2**30, 2), "memory_fixed_gb": round(choice.fixed_bytes / 2**30, 2),
+            "estimated_peak_gb": round(choice.estimate() / 2**30, 2),
+            "memory_fixed_gb": round(choice.fixed_bytes / 2**30, 2),
             "memory_per_row_mb": round(choice.per_row_bytes / 2**20), "note": choice.describe()}
 
 

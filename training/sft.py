@@ -107,7 +107,7 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     )
 
     # rows per step from the memory budget (batch_size auto), and enough optimizer steps on small data
-    batching = plan_batch(trainer, cfg.train, cfg.model)
+    batching = plan_batch(trainer, cfg.train)
     steps = plan_steps(trainer, cfg.train)
     if is_main_process():
         print(f"[assay train] {batching['note']}; {steps['note']}")
