@@ -1,6 +1,6 @@
 """Quality: does the shipped SFT recipe make the student better than its base model on held-out data?
 
-    python benchmarks/bench_quality.py                        # every set and size (about 1.5 h on 2 CPU cores)
+    python benchmarks/bench_quality.py                        # every set and size (about 3 h on 2 idle CPU cores)
     python benchmarks/bench_quality.py --sets paper --sizes 100 -o train.learning_rate=4e-4   # one cell, tuning
 
 Data nobody on this project wrote: ACLSum (Takeshita et al., 2024; the `aclsum` 0.1.2 wheel on PyPI,
