@@ -20,9 +20,9 @@ from assay.store import DatasetStore
 from training import runs
 from training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
                              oom_error, read_log, trainer_args, wait_for_everyone)
-from training.memory import plan_batch, plan_steps
 from training.config import DistillRunConfig, SFTRunConfig
 from training.data import encode, load_splits, refuse_small, to_examples
+from training.memory import plan_batch, plan_steps
 from training.registry import ModelVersion
 from training.versus import from_log
 
