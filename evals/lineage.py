@@ -61,7 +61,8 @@ def training(candidate) -> dict | None:
     for line in log_file.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            row.pop("samples", None)
+            for key in [k for k in row if k == "samples" or k.endswith("_predictions")]:
+                row.pop(key)  # the answers logged at each evaluation belong to the run folder, not the report
             log.append(row)
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (folder / "config.yaml").is_file() else None
     return {"log": log, "config": config, "base_model": candidate.base_model, "device": candidate.device,
