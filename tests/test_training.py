@@ -331,7 +331,9 @@ def test_completion_head_gives_the_models_own_loss_and_gradients(assay_cache):
     assert head.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
     assert head_grads.keys() == full_grads.keys() and len(head_grads) > 0
     for name, grad in head_grads.items():
-        assert torch.allclose(grad, full_grads[name], atol=1e-6, rtol=1e-4), name
+        # the two paths sum in a different order (and over threads), so compare relative to the gradient's size
+        error = (grad - full_grads[name]).norm() / full_grads[name].norm().clamp_min(1e-12)
+        assert error.item() < 1e-4, name
     # without the flag the forward is the model's own: generation keeps working
     assert model(input_ids=ids[:, :5]).logits.shape == (2, 5, model.config.vocab_size)
 
