@@ -40,8 +40,10 @@ class CurateRun:
 
 
 def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetStore,
-           track: Tracker = no_progress, embedder=None, duplicate_reviews: pl.DataFrame | None = None) -> CurateRun:
-    """`duplicate_reviews`: reviewers' same-note answers (curation/review/duplicates.load_decisions)."""
+           track: Tracker = no_progress, embedder=None, duplicate_reviews: pl.DataFrame | None = None,
+           stage: dict | None = None) -> CurateRun:
+    """`duplicate_reviews`: reviewers' same-note answers (curation/review/duplicates.load_decisions);
+    `stage` (assay.stage's fingerprint and inputs) goes into the manifest, so an unchanged rerun is found."""
     store.check_writable(name)  # a bad name or a broken dataset folder is said before the work, not after
     steps: list[StepResult] = []
     tick = track("ingest", None)
@@ -90,5 +92,6 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         possible_duplicates=tables["possible_duplicates"].height if "possible_duplicates" in tables else None,
         duplicate_reviews=None if duplicate_reviews is None else duplicate_reviews.height,
         splits=split_counts(final, cfg.split),
+        **(stage or {}),
     )
     return CurateRun(version, steps)

@@ -165,8 +165,11 @@ class Session:
 # -- the verb
 
 def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project | None = None,
-          track: Tracker = no_progress, embedder: Any = None, teachers: dict[str, Teacher] | None = None) -> SynthRun:
+          track: Tracker = no_progress, embedder: Any = None, teachers: dict[str, Teacher] | None = None,
+          stage: dict[str, Any] | None = None) -> SynthRun:
     """Label `ref`'s notes for cfg.task with cfg.teachers and write a new version (nothing when cfg.dry_run).
+
+    `stage` (assay.stage's fingerprint and inputs) goes into the manifest, so an unchanged rerun is found.
 
     `embedder` (a SentenceTransformer) is used by semantic dedupe of synthetic notes and by
     similarity=embedding; `teachers` maps specs to ready teacher objects (a preloaded local model).
@@ -254,7 +257,8 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
         "gaps": [c for c in after if c["missing"] > 0],
     }
     out = store.write(cfg.name or version.manifest["name"], data, step="synth",
-                      config=mask_urls_in(cfg.model_dump(mode="json")), parents=[version.ref], tables=tables, **fields)
+                      config=mask_urls_in(cfg.model_dump(mode="json")), parents=[version.ref], tables=tables,
+                      **fields, **(stage or {}))
     return SynthRun(out, {}, fields)
 
 
