@@ -7,7 +7,7 @@ export ASSAY_CACHE ?= $(HOME)/.cache/assay
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: system install demo test bench clean
+.PHONY: system install demo test bench bench-results clean
 
 # Debian packages (chromium for the browser tests, redis-server for the embedded Argilla, python3.11)
 system:
@@ -30,13 +30,19 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Every benchmark the issues name; each prints its ratios against a baseline run in the same process.
+# Every benchmark the issues name; each prints its ratios against a baseline run in the same process and
+# records them in benchmarks/results/NAME.json, which benchmarks/results.py compiles into benchmarks/RESULTS.md.
 # Hours on 2 CPU cores (bench_quality trains students at three data sizes): run one with `make bench-NAME`.
 BENCHES := dedupe semantic dedupe_precision pii synth train quality predict report review
 bench: install $(addprefix bench-,$(BENCHES))
+	$(BIN)/python benchmarks/results.py
+
+bench-results: install
+	$(BIN)/python benchmarks/results.py
 
 bench-%: install
 	$(BIN)/python benchmarks/bench_$*.py
+	$(BIN)/python benchmarks/results.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

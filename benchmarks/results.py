@@ -43,7 +43,7 @@ def load(folder: Path) -> list[dict]:
 
 
 def render(folder: Path = RESULTS, benches: list[str] | None = None) -> str:
-    """RESULTS.md's text from the records in `folder`; `benches` (default: every bench_*.py) lists what may be missing."""
+    """RESULTS.md's text from the records in `folder`; `benches` (default: every bench_*.py) may lack a record."""
     records = load(folder)
     benches = bench_names() if benches is None else benches
     lines = ["# Benchmark results", "",
