@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import planted  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 
 def run_ours(n: int, repeat: int, shingle: str, ngram: int, threshold: float) -> dict:
@@ -152,6 +153,33 @@ def main() -> None:
               f"| {r['false_merges']} | {r['peak_rss_mb']:.0f} | {runs} |")
     if args.scale:
         print(f"\n1M / 100k time: {rows[-1][2]['seconds'] / rows[0][2]['seconds']:.1f}x (limit 12x)")
+    record("dedupe", recorded(rows, base, args), options(parser, args))
+
+
+def recorded(rows: list, base: float | None, args) -> list[Row]:
+    """The table's figures; the targets are the defaults' (>= 10x datasketch, P and R >= 0.95, < 2 GB, 1M <= 12x)."""
+    out = []
+    for k, (name, size, r) in enumerate(rows):
+        defaults = k == 0 or (args.scale and k == len(rows) - 1)
+        label = f"{name}, {size:,} notes"
+        if base and size == args.n:
+            speed = base / r["seconds"]
+            out.append(Row(f"{label}: seconds (best of {args.repeat})", f"{r['seconds']:.2f}",
+                           baseline=f"datasketch {base:.2f} s", ratio="baseline" if name.startswith("datasketch")
+                           else f"{speed:.1f}x faster", target=">= 10x faster" if k == 0 else "",
+                           met=speed >= 10 if k == 0 else None))
+        else:
+            out.append(Row(f"{label}: seconds", f"{r['seconds']:.2f}"))
+        out.append(Row(f"{label}: precision / recall on planted pairs", f"{r['precision']:.4f} / {r['recall']:.4f}",
+                       target=">= 0.95 / >= 0.95" if defaults else "",
+                       met=r["precision"] >= 0.95 and r["recall"] >= 0.95 if defaults else None))
+        out.append(Row(f"{label}: peak RSS", f"{r['peak_rss_mb']:.0f} MB", target="< 2048 MB" if k == 0 else "",
+                       met=r["peak_rss_mb"] < 2048 if k == 0 else None))
+    if args.scale:
+        scale = rows[-1][2]["seconds"] / rows[0][2]["seconds"]
+        out.append(Row("1M / 100k time", f"{scale:.1f}x", baseline="the 100k run", ratio=f"{scale:.1f}x",
+                       target="<= 12x", met=scale <= 12))
+    return out
 
 
 def _cpus() -> int:

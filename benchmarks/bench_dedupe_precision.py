@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import planted  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,14 +278,31 @@ def main() -> None:
                         DedupeConfig(semantic=SemanticDedupeConfig(threshold=cosine, min_word_overlap=overlap))))
     print("\n| config | corpus | precision | recall | dropped pairs | wrongly dropped | listed (true) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    scored = {}
     for label, cfg in configs:
         for c in sets:
-            s, wrong = run(c, cfg, embedder)
+            scored[label, c.name] = s, wrong = run(c, cfg, embedder)
             print(f"| {label} | {c.name} | {s.precision:.4f} | {s.recall:.4f} | {s.found_pairs:,} | {len(wrong)} "
                   f"| {s.listed} ({s.listed_true}) |", flush=True)
             text = dict(zip(c.notes["note_id"], c.notes["text"]))
             for a, b in wrong[:args.pairs]:
                 print(f"    {a} / {b}: {text[a][:90]!r} / {text[b][:90]!r}")
+    record("dedupe_precision", recorded(scored, configs[3][0], configs[4][0]), options(parser, args))
+
+
+def recorded(scored: dict, defaults: str, old: str) -> list[Row]:
+    """Every config x corpus; the defaults carry the target (precision >= 0.99) and the old defaults as baseline."""
+    rows = []
+    for (label, corpus), (s, wrong) in scored.items():
+        value = f"P {s.precision:.4f} / R {s.recall:.4f}, {len(wrong)} wrongly dropped"
+        if label == defaults:
+            o = scored[old, corpus][0]
+            rows.append(Row(f"{corpus}: defaults", value, baseline=f"old defaults: P {o.precision:.4f} / "
+                            f"R {o.recall:.4f}", ratio=f"P {s.precision - o.precision:+.4f}",
+                            target="P >= 0.99", met=s.precision >= 0.99))
+        else:
+            rows.append(Row(f"{corpus}: {label}", value))
+    return rows
 
 
 def _true_pairs(c: Corpus) -> int:

@@ -29,6 +29,7 @@ os.environ.setdefault("ASSAY_CACHE", str(REPO / ".cache" / "assay"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.bench_train import sample_rows  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 CONFIGS = REPO / "training" / "configs"
 
@@ -107,6 +108,16 @@ def main() -> None:
     closed = (sm["base_loss"] - sm["eval_loss"]) / max(sm["base_loss"] - tm["eval_loss"], 1e-9)
     print(f"\nstudent / teacher: {s_speed / t_speed:.2f}x generation speed, {s_params / t_params:.2f}x parameters; "
           f"distillation closed {closed:.0%} of the validation-loss gap to the teacher")
+    record("distill", [
+        Row(f"student ({layers} layers): generation tok/s", f"{s_speed:.1f}", baseline=f"teacher {t_speed:.1f} tok/s",
+            ratio=f"{s_speed / t_speed:.2f}x"),
+        Row("student: parameters", f"{s_params / 1e6:.1f}M", baseline=f"teacher {t_params / 1e6:.1f}M",
+            ratio=f"{s_params / t_params:.2f}x"),
+        Row("student: validation loss", f"{sm['eval_loss']:.3f} (before distillation {sm['base_loss']:.3f})",
+            baseline=f"teacher {tm['eval_loss']:.3f}", ratio=f"{closed:.0%} of the gap closed"),
+        Row("student: validation ROUGE-L", f"{sm['eval_rouge_l']:.3f}",
+            baseline=f"teacher {tm['eval_rouge_l']:.3f}, zero-shot base {tm['base_rouge_l']:.3f}"),
+    ], options(parser, args))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 NOTES = REPO / "datasets" / "sample" / "notes.json"
 
+from benchmarks.record import Row, options, record  # noqa: E402
+
 
 def prompts(tokenizer, n: int) -> list[str]:
     from curation.synth.tasks import Prompt, get_task
@@ -129,6 +131,16 @@ def main() -> None:
     print(f"decode row-steps: {useful} needed, {computed} computed in batches ({1 - useful / computed:.0%} on rows "
           "that had already stopped)")
     print(f"identical greedy outputs: {len(texts) - len(differ)} of {len(texts)}")
+    best = min(runs["one-at-a-time"]) / min(runs["batched"])
+    single_s = ", ".join(f"{x:.1f}" for x in runs["one-at-a-time"])
+    record("predict", [
+        Row(f"batched generate, batch {args.batch_size}, {len(texts)} prompts: seconds (best of {args.rounds})",
+            f"{min(runs['batched']):.1f} ({', '.join(f'{x:.1f}' for x in runs['batched'])})",
+            baseline=f"one-at-a-time model.generate: {single_s} s", ratio=f"{best:.2f}x faster (best vs best)",
+            target=">= 3x", met=best >= 3),
+        Row("identical greedy outputs", f"{len(texts) - len(differ)} of {len(texts)}",
+            baseline="one-at-a-time outputs", target="all", met=not differ),
+    ], options(parser, args))
     for k in differ:
         print(f"  prompt {k} ({lengths[k]} tokens): " + json.dumps(divergence(model, tokenizer, texts[k], single[k],
                                                                               batch[k])))

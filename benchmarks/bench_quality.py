@@ -43,6 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from planted import cache_dir  # noqa: E402  ($ASSAY_CACHE, where every benchmark keeps what it downloads)
+
+from benchmarks.record import Row, options, record  # noqa: E402
 CONFIG = REPO / "training" / "configs" / "sft-smollm2.yaml"
 SAMPLE = REPO / "datasets" / "sample"
 ACLSUM = "aclsum==0.1.2"
@@ -324,9 +326,19 @@ def main() -> None:
                   f"train {row['train_s']:.0f} s, peak {row['peak_mb']} MB; in-run {json.dumps(out['metrics'])}",
                   flush=True)
     print_table(results)
+    record("quality", recorded(results), options(parser, args))
     if args.save:
         Path(args.save).write_text(json.dumps({"results": results, "predictions": saved,
                                                "overrides": args.override, "provenance": provenance}), encoding="utf-8")
+
+
+def recorded(results: list[dict]) -> list[Row]:
+    """Each student's held-out ROUGE-L, its paired difference to the base model (95% CI) and to the lead rule."""
+    base = {r["set"]: r["rougeL"] for r in results if r["model"] == "base zero-shot"}
+    return [Row(f"{r['set']}: student, {r['size']} training rows: ROUGE-L", f"{r['rougeL']:.2f}",
+                baseline=f"base zero-shot {base[r['set']]:.2f} (vs lead: {fmt_ci(r['vs_lead'])})",
+                ratio=fmt_ci(r["vs_base"]), target="better than the base (CI above 0)", met=r["vs_base"][1] > 0)
+            for r in results if r["size"]]
 
 
 def print_table(results: list[dict]) -> None:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import planted  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 
 class TimedEncoder:
@@ -86,6 +87,14 @@ def main() -> None:
           f"| {scores.false_merges} | {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} |")
     print(f"\nbeyond encoding, the dedupe took {total - timed.seconds:.1f}s: {(total - timed.seconds) / base:.3f}x "
           f"of encode-only (its own encoding ran {timed.seconds:.1f}s)")
+    label = f"dedupe_semantic, defaults, {args.n:,} notes"
+    record("semantic", [
+        Row(f"{label}: seconds", f"{total:.1f}", baseline=f"encode only, mean of {before:.1f} and {after:.1f} s",
+            ratio=f"{total / base:.2f}x", target="<= 1.3x", met=total / base <= 1.3),
+        Row(f"{label}: beyond encoding", f"{total - timed.seconds:.1f} s", baseline="encode only",
+            ratio=f"{(total - timed.seconds) / base:.3f}x"),
+        Row(f"{label}: precision / recall (semantic pass alone)", f"{scores.precision:.4f} / {scores.recall:.4f}"),
+    ], options(parser, args))
 
 
 if __name__ == "__main__":

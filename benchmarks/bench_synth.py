@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FAKE = ROOT / "tests" / "synth" / "fake_provider.py"
 
+from benchmarks.record import Row, options, record  # noqa: E402
+
 
 def start_fake(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, str(FAKE), "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
@@ -135,11 +137,25 @@ def main() -> None:
     cold, warm, calls = remote["warm"]
     print(f"warm cache  {warm * 1000:6.1f} ms vs cold {cold:.2f} s: {cold / warm:.0f}x faster, {calls} requests "
           f"(want >= 50x, 0)")
+    total = 320 if args.quick else 1000  # bench_remote's request count
+    rows = [Row(f"{total:,} requests at 100 ms, concurrency 32: seconds (best of {len(all_runs)})", f"{cold:.2f}",
+                baseline=f"ideal {ideal:.3f} s", ratio=f"{cold / ideal:.3f}x the ideal", target="<= 1.25x",
+                met=cold / ideal <= 1.25),
+            Row(f"RPM limit {asked}, {n} requests: achieved", f"{achieved:.1f}", baseline=f"{asked} asked",
+                ratio=f"{achieved / asked:.3f}x", target="0.95-1.05x", met=0.95 <= achieved / asked <= 1.05),
+            Row(f"warm-cache rerun of the same {total:,}", f"{warm * 1000:.0f} ms, {calls} requests",
+                baseline=f"the cold run, {cold:.2f} s", ratio=f"{cold / warm:.0f}x faster",
+                target=">= 50x, 0 requests", met=cold / warm >= 50 and calls == 0)]
     if not args.skip_local:
         single, batched, same, tokens = bench_local(args.quick)
         print(f"machine     load average {os.getloadavg()[0]:.1f} at the end")
         print(f"local       batched {batched:.1f} tok/s vs one at a time {single:.1f} tok/s: {batched / single:.2f}x "
               f"({tokens} tokens, same outputs: {same}) (want >= 3x, True)")
+        rows.append(Row(f"local SmolLM2, {tokens} tokens batched greedy: tok/s", f"{batched:.1f}",
+                        baseline=f"one prompt at a time, {single:.1f} tok/s",
+                        ratio=f"{batched / single:.2f}x, same outputs: {same}", target=">= 3x, same outputs",
+                        met=batched / single >= 3 and same))
+    record("synth", rows, options(parser, args))
 
 
 if __name__ == "__main__":

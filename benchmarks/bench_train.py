@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO))
 SAMPLE = REPO / "datasets" / "sample"
 CONFIG = REPO / "training" / "configs" / "sft-smollm2.yaml"
 
+from benchmarks.record import Row, options, record  # noqa: E402
+
 
 def sample_rows(n: int) -> list[dict]:
     """Summaries of the gold notes, then titles of the other notes: short and medium examples, as in real use."""
@@ -164,14 +166,24 @@ def main() -> None:
               f"{r['tok_s']:8.1f} tok/s  peak {r['peak_mb']:7.0f} MB ({r['memory']})  "
               f"micro-batch {r.get('micro_batch', args.batch_size)}", flush=True)
     if "plain" not in results:
+        record("train", [Row(f"{v}: tokens/s", f"{r['tok_s']:.1f}") for v, r in results.items()], options(parser, args))
         return
     base = results["plain"]
     targets = {"recipe": " (target >= 1.0x)", "recipe-packed": " (target >= 1.5x)",
                "recipe-default": " (target >= 1.3x, peak <= 4096 MB)"}
+    rows = []
     for variant, r in results.items():
         if variant != "plain":
             print(f"{variant} / plain: {r['tok_s'] / base['tok_s']:.2f}x tok/s{targets.get(variant, '')}, "
                   f"{r['peak_mb'] / base['peak_mb']:.2f}x peak memory")
+            speed = r["tok_s"] / base["tok_s"]
+            want = {"recipe": 1.0, "recipe-packed": 1.5, "recipe-default": 1.3}.get(variant)
+            met = None if want is None else speed >= want and (variant != "recipe-default" or r["peak_mb"] <= 4096)
+            rows.append(Row(f"{variant}: tokens/s, peak {r['peak_mb']:.0f} MB", f"{r['tok_s']:.1f}",
+                            baseline=f"plain Trainer + PEFT {base['tok_s']:.1f} tok/s, peak {base['peak_mb']:.0f} MB",
+                            ratio=f"{speed:.2f}x tok/s, {r['peak_mb'] / base['peak_mb']:.2f}x memory",
+                            target=targets.get(variant, "").strip(" ()"), met=met))
+    record("train", rows, options(parser, args))
 
 
 if __name__ == "__main__":
