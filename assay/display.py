@@ -32,10 +32,12 @@ def safe(value: object, *, newlines: bool = False) -> str:
 
 
 class RateColumn(ProgressColumn):
-    """Items per second (notes, examples, requests) over the task's recent progress."""
+    """Items per second (notes, examples, requests) since the task started. An average, not rich's recent
+    speed: work that lands in batches (8 predictions at once) would show a burst of millions per second."""
 
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
+        elapsed = task.finished_time if task.finished else task.elapsed
+        speed = task.completed / elapsed if elapsed and task.completed else None
         return Text("" if speed is None else f"{speed:.2f}/s" if speed < 10 else f"{speed:.0f}/s", style="cyan")
 
 

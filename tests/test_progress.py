@@ -19,3 +19,13 @@ def test_progress_bar_shows_items_per_second():
     line = out.getvalue().strip().splitlines()[-1]
     rate = re.search(r"10/10 ([\d.]+)/s", line)
     assert rate and 5 < float(rate.group(1)) <= 60, line  # ten items in about 0.2 s
+
+
+def test_work_done_in_one_batch_shows_its_average_rate_not_a_burst():
+    out = io.StringIO()
+    with progress_tracker(Console(file=out, width=120, force_terminal=False)) as track:
+        advance = track("predict", 8)
+        time.sleep(0.4)
+        advance(8)  # a batch of 8 predictions lands at once
+    rate = re.search(r"8/8 ([\d.]+)/s", out.getvalue().strip().splitlines()[-1])
+    assert rate and 5 < float(rate.group(1)) <= 25  # 8 in about 0.4 s
