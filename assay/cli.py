@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from assay import cli_eval
+from assay import cli_eval, cli_run
 from assay.errors import AssayError, ConfigError, InputError
 
 app = typer.Typer(help="Turn note exports into small, shippable language models, with evidence.",
@@ -22,10 +22,6 @@ app.add_typer(models_app, name="models")
 app.add_typer(__import__("assay.cli_review", fromlist=["review_app"]).review_app, name="review")
 console = Console()
 err_console = Console(stderr=True)
-SAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "notes.json"
-SAMPLE_CONFIG = SAMPLE_EXPORT.with_name("curate.yaml")
-TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "demo.yaml"
-GATE = Path(__file__).resolve().parent.parent / "evals" / "gates" / "default.yaml"
 
 
 @app.callback()
@@ -42,96 +38,30 @@ def curate(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Quarantine bad records with a reason instead of stopping."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. dedupe.near.threshold=0.6"),
 ) -> None:
-    """Ingest, clean, deduplicate, balance and split an export into a new dataset version."""
-    from assay.config import load_config
-    from assay.display import progress_tracker, show_curate_run
-    from assay.project import Project
-    from assay.store import DatasetStore
-    from curation.config import CurateConfig
-    from curation.pipeline import curate as run_curate
+    """Ingest, clean, deduplicate, balance and split an export into a new dataset version (reused when unchanged)."""
+    from assay.runner import CurateSection
 
     if not export.exists():
         raise AssayError(f"{export}: no such file or folder")
-    cfg = load_config(CurateConfig, config, (overrides or []) + (["ingest.skip_invalid=true"] if skip_invalid else []))
-    from curation.review.duplicates import load_decisions
-
-    project = Project.current()
-    store = DatasetStore(project.datasets)
-    with progress_tracker(console) as track:  # reviewers' duplicate answers (assay review pull-duplicates) count
-        result = run_curate(export, cfg, name=name, store=store, track=track,
-                            duplicate_reviews=load_decisions(project))
-    show_curate_run(console, result.version)
+    extra = ["ingest.skip_invalid=true"] if skip_invalid else []
+    section = CurateSection(source=str(export), name=name, config=str(config) if config else None,
+                            overrides=(overrides or []) + extra)
+    _one_stage("curate", section, f"file:{export}")
 
 
-@app.command()
-def demo(name: str = typer.Option("notes", "--name", "-n"),
-         steps: str = typer.Option("curate,synth,review,train,eval", help="Which stages to run, comma-separated.")) -> None:
-    """Run the pipeline on the shipped sample export with the embedded defaults, ending with the ship report."""
-    from assay.config import load_config
-    from assay.display import progress_tracker, show_curate_run, show_model_version, show_synth_run
+def _one_stage(name: str, section, source: str):
+    """A CLI verb as one stage of the pipeline: reused when its inputs, config and code are unchanged."""
+    from assay.cli_run import show_stage
+    from assay.display import progress_tracker
     from assay.project import Project
-    from assay.store import DatasetStore
-    from curation.config import CurateConfig
-    from curation.pipeline import curate as run_curate
+    from assay.runner import run_stage
+    from assay.stage import Context
 
-    wanted = {s.strip() for s in steps.split(",") if s.strip()}
     project = Project.current()
-    store = DatasetStore(project.datasets)
-    console.rule("assay demo 1/5: curate the sample export")
-    cfg = load_config(CurateConfig, SAMPLE_CONFIG)
     with progress_tracker(console) as track:
-        curated = run_curate(SAMPLE_EXPORT, cfg, name=name, store=store, track=track).version
-    show_curate_run(console, curated)
-    if "synth" not in wanted:
-        return
-    from curation.synth.config import SynthConfig
-    from curation.synth.run import synth as run_synth
-
-    console.rule("assay demo 2/5: synthetic summaries and gap filling with the embedded teachers")
-    synth_cfg = load_config(SynthConfig, SAMPLE_CONFIG.with_name("synth.yaml"))
-    with progress_tracker(console) as track:
-        result = run_synth(curated.ref, synth_cfg, store=store, project=project, track=track)
-    show_synth_run(console, result)
-    if "review" in wanted:
-        console.rule("assay demo 3/5: human review in Argilla")
-        _demo_review(project, result.version.ref)
-    if "train" not in wanted:
-        return
-    import training
-
-    console.rule("assay demo 4/5: LoRA fine-tune of the student on the labeled notes")
-    model = training.run(TRAIN_CONFIG, [f"data.dataset={result.version.ref}"], project=project)
-    show_model_version(console, model)
-    if "eval" in wanted:
-        from evals.gate import load_gate
-        from evals.run import evaluate
-        from evals.suite import load_suite
-
-        console.rule("assay demo 5/5: evaluate the student against the base model and a rule on the gold set")
-        suite = load_suite("summarize")
-        with progress_tracker(console) as track:
-            run_ = evaluate(suite, model.ref, gate=load_gate(GATE), project=project, track=track)
-        cli_eval.show_eval(run_.results, run_.folder)
-
-
-def _demo_review(project, ref: str) -> None:
-    """Push the candidates when an Argilla server is there; otherwise one line on how to turn review on."""
-    from curation.review.server import running
-
-    if not (os.environ.get("ARGILLA_API_URL") or running(project)):
-        console.print("review: skipped, no Argilla server is running. To review the teachers' candidates: "
-                      f"`assay review serve`, then `assay review push {ref}` and `assay review pull {ref}`.",
-                      highlight=False)
-        return
-    from curation.review.client import connect, one_line_errors
-    from curation.review.push import PushOptions, push
-    from assay.store import DatasetStore
-
-    client = connect(project)
-    with one_line_errors(client):
-        pushed = push(DatasetStore(project.datasets), ref, client, PushOptions())
-    console.print(f"review: pushed {pushed['added']} record(s) to Argilla dataset {pushed['dataset']!r} "
-                  f"({pushed['url']}); annotate there, then `assay review pull {ref}`", highlight=False)
+        row = run_stage(name, section, [source], Context(project, track=track))
+    show_stage(console, project, row, always=True)
+    return row
 
 
 @app.command()
@@ -159,6 +89,12 @@ def synth(
     flags = {"task": task, "teachers": teachers, "select": select, "judge": judge, "budget_usd": budget}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     extra += [f"{k}=true" for k, on in (("fill_gaps", fill_gaps), ("dry_run", dry_run), ("allow_cloud_pii", allow_cloud_pii)) if on]
+    if not dry_run:  # a real run is a stage: an unchanged rerun reuses its version
+        from assay.runner import SynthSection
+
+        _one_stage("synth", SynthSection(config=str(config) if config else None, overrides=extra + (overrides or [])),
+                   f"dataset:{dataset}")
+        return
     cfg = load_config(SynthConfig, config, extra + (overrides or []))
     project = Project.current()
     with progress_tracker(console) as track:
@@ -263,6 +199,8 @@ def models_pull(name: str) -> None:
 
 app.command("eval")(cli_eval.eval_cmd)
 app.command("report")(cli_eval.report_cmd)
+app.command("run")(cli_run.run_cmd)
+app.command("demo")(cli_run.demo_cmd)
 
 def run() -> None:
     """Entry point: usage and domain errors become one clear line and a non-zero exit (tracebacks with --debug).

@@ -65,7 +65,7 @@ def report_cmd(
     console.print(f"report: {path}", highlight=False)
 
 
-def show_eval(results: dict, folder: Path) -> None:
+def show_eval(results: dict, folder: Path, console: Console = console) -> None:
     """The headline table, the verdict and where the report is."""
     models = results["models"]
     table = Table(title=escape(f"{results['models'][0]['label']} on {results['suite']['name']} "

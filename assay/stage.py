@@ -1,0 +1,183 @@
+"""The one stage contract: `stage(inputs, cfg, ctx) -> Outcome`, recorded by `publish()` as a typed manifest.
+
+A stage's fingerprint hashes its name, its inputs' content hashes, its resolved config and the code
+version. `find()` returns the manifest of an earlier run with the same fingerprint whose output still
+exists, so an unchanged stage is reused instead of run again (and says so); `publish()` records a run.
+Manifests live in the project's SQLite state (table `stage_runs`); dataset versions also carry the
+fingerprint in their own manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from assay.project import Project
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stage_runs (
+    fingerprint TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    output TEXT,
+    manifest TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)
+"""
+
+
+def code_version() -> str:
+    """The installed assay's version: outputs of another release are not reused."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("assay")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def digest(obj: Any) -> str:
+    """sha256 of a JSON-able value with sorted keys (configs, input lists)."""
+    return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    """Content hash of a file, or of a folder's files (relative paths and bytes, in sorted order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+class Input(BaseModel):
+    ref: str  # dataset:notes@v3, model:notes-student@v1.0.0, file:datasets/sample/notes.json, ...
+    hash: str
+
+
+class Manifest(BaseModel):
+    """What one stage run read, how it was configured, what it wrote, and what it cost."""
+
+    stage: str
+    fingerprint: str
+    inputs: list[Input]
+    config_hash: str
+    code_version: str
+    output: str | None = None  # a reference: dataset:NAME@vN, model:NAME@vX.Y.Z, report:FOLDER, argilla:NAME
+    rows_in: int | None = None
+    rows_out: int | None = None
+    spend_usd: float = 0.0
+    verdict: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+    created_at: str = ""
+
+
+def fingerprint(stage: str, inputs: list[Input], config: Any) -> tuple[str, str]:
+    """(fingerprint, config hash) of a stage run."""
+    config_hash = digest(config)
+    return digest([stage, [(i.ref, i.hash) for i in inputs], config_hash, code_version()]), config_hash
+
+
+@dataclass
+class Outcome:
+    """What a stage function returns: its output reference and the figures for the summary."""
+
+    output: str | None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    spend_usd: float = 0.0
+    verdict: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def no_progress(description: str, total: int | None) -> Callable[[int], None]:
+    return lambda advance=1: None
+
+
+@dataclass
+class Context:
+    """What every stage gets besides its inputs and config: the project, progress bars and the run log."""
+
+    project: Project
+    track: Callable[[str, int | None], Callable[..., None]] = no_progress
+    log: Callable[[str], None] = lambda line: None
+    fingerprint: str | None = None  # of the stage being run; outputs record it
+
+
+def _connect(project: Project):
+    conn = project.db()
+    conn.execute(SCHEMA)
+    return conn
+
+
+def find(ctx: Context, fp: str) -> Manifest | None:
+    """The recorded run with this fingerprint, when its output still exists."""
+    with _connect(ctx.project) as conn:
+        row = conn.execute("SELECT manifest FROM stage_runs WHERE fingerprint = ?", (fp,)).fetchone()
+    if row is None:
+        return None
+    manifest = Manifest.model_validate_json(row["manifest"])
+    return manifest if output_exists(ctx.project, manifest.output) else None
+
+
+def publish(ctx: Context, manifest: Manifest) -> Manifest:
+    """Record a finished stage run (the latest run of a fingerprint wins)."""
+    manifest.created_at = manifest.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with _connect(ctx.project) as conn:
+        conn.execute("INSERT OR REPLACE INTO stage_runs VALUES (?, ?, ?, ?, ?)",
+                     (manifest.fingerprint, manifest.stage, manifest.output, manifest.model_dump_json(),
+                      manifest.created_at))
+    return manifest
+
+
+def history(project: Project, stage: str | None = None) -> list[Manifest]:
+    """Recorded stage runs, oldest first."""
+    with _connect(project) as conn:
+        rows = conn.execute("SELECT manifest FROM stage_runs" + (" WHERE stage = ?" if stage else "")
+                            + " ORDER BY created_at, rowid", (stage,) if stage else ()).fetchall()
+    return [Manifest.model_validate_json(r["manifest"]) for r in rows]
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    kind, _, rest = ref.partition(":")
+    return kind, rest
+
+
+def output_exists(project: Project, ref: str | None) -> bool:
+    """Whether a recorded output is still there (a deleted version or report is made again)."""
+    if ref is None:
+        return True
+    kind, rest = split_ref(ref)
+    if kind == "dataset":
+        from assay.errors import NotFoundError
+        from assay.store import DatasetStore
+
+        try:
+            DatasetStore(project.datasets).get(rest)
+        except NotFoundError:
+            return False
+        return True
+    if kind == "model":
+        from assay.errors import NotFoundError
+        from training import registry
+
+        try:
+            return registry.get(project, rest).path.is_dir()
+        except NotFoundError:
+            return False
+    if kind == "report":
+        return (Path(rest) / "results.json").is_file() and (Path(rest) / "index.html").is_file()
+    if kind == "export":
+        return Path(rest).exists()
+    return True  # argilla:NAME is checked by the stage that reads it

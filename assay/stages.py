@@ -1,0 +1,233 @@
+"""Every pipeline stage as `run(inputs, cfg, ctx) -> Outcome`, plus what its fingerprint hashes.
+
+A `Stage` names the stages whose outputs it reads (`needs`), how to build its typed config from the
+pipeline's section (`configure`, which also says what to hash), and the function that does the work.
+The CLI verbs and `assay run` call these through `assay.runner`; nothing else chains stages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from assay.errors import AssayError
+from assay.stage import Context, Input, Outcome, digest, file_hash, split_ref
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    needs: tuple[str, ...]  # upstream stages whose outputs are this one's inputs (first found wins)
+    configure: Callable[[Any, list[str], Context], tuple[Any, Any]]  # (section, inputs) -> (typed config, to hash)
+    run: Callable[[list[str], Any, Context], Outcome]
+    always_run: bool = False  # its real input lives elsewhere (Argilla answers): never reused by fingerprint
+
+
+def input_of(ref: str, ctx: Context) -> Input:
+    """An input reference with the hash of its content."""
+    kind, rest = split_ref(ref)
+    if kind == "file":
+        return Input(ref=ref, hash=file_hash(rest))
+    if kind == "dataset":
+        from assay.store import DatasetStore
+
+        version = DatasetStore(ctx.project.datasets).get(rest)
+        return Input(ref=f"dataset:{version.ref}", hash=version.manifest["content_hash"])
+    if kind == "model":
+        from training import registry
+
+        m = registry.get(ctx.project, rest)
+        return Input(ref=f"model:{m.ref}", hash=digest([m.ref, m.created_at, m.dataset_hash]))
+    if kind == "report":
+        return Input(ref=ref, hash=file_hash(Path(rest) / "results.json"))
+    return Input(ref=ref, hash=digest(ref))
+
+
+def _ref(ref: str) -> str:
+    return split_ref(ref)[1]
+
+
+# ---------------------------------------------------------------- curate
+
+def _curate_cfg(section, inputs: list[str], ctx: Context):
+    from assay.config import load_config
+    from curation.config import CurateConfig
+    from curation.review.duplicates import load_decisions
+
+    cfg = load_config(CurateConfig, section.config, section.overrides)
+    reviews = load_decisions(ctx.project)  # reviewers' same-note answers change what dedupe keeps
+    hashed = [cfg.model_dump(mode="json"), section.name,
+              None if reviews is None else digest(reviews.sort(reviews.columns).write_ndjson())]
+    return (cfg, section.name, reviews), hashed
+
+
+def _curate(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    from assay.store import DatasetStore
+    from curation.pipeline import curate
+
+    curate_cfg, name, reviews = cfg
+    export = _ref(inputs[0])
+    if not Path(export).exists():
+        raise AssayError(f"{export}: no such file or folder")
+    run = curate(export, curate_cfg, name=name, store=DatasetStore(ctx.project.datasets), track=ctx.track,
+                 duplicate_reviews=reviews, stage={"fingerprint": ctx.fingerprint})
+    m = run.version.manifest
+    return Outcome(f"dataset:{run.version.ref}", rows_in=m.get("rows_in"), rows_out=m["rows"])
+
+
+# ---------------------------------------------------------------- synth
+
+def _synth_cfg(section, inputs: list[str], ctx: Context):
+    from assay.config import load_config
+    from curation.synth.config import SynthConfig
+
+    cfg = load_config(SynthConfig, section.config, section.overrides)
+    return cfg, cfg.model_dump(mode="json")
+
+
+def _synth(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    from assay.store import DatasetStore
+    from curation.synth.run import synth
+
+    run = synth(_ref(inputs[0]), cfg, store=DatasetStore(ctx.project.datasets), project=ctx.project,
+                track=ctx.track, stage={"fingerprint": ctx.fingerprint})
+    if run.version is None:  # dry_run: the estimate is all there is
+        return Outcome(None, notes=[f"dry run: {run.estimate}"])
+    m = run.version.manifest
+    parent = DatasetStore(ctx.project.datasets).get(_ref(inputs[0]))
+    return Outcome(f"dataset:{run.version.ref}", rows_in=parent.manifest["rows"], rows_out=m["rows"],
+                   spend_usd=m["spend"]["total_usd"],
+                   notes=[f"{m['labeled']} labeled, {m['no_valid_output']} without a valid output, "
+                          f"{m['new_calls']} teacher call(s), {m['cache_hits']} from the cache"])
+
+
+# ---------------------------------------------------------------- review
+
+def _review_cfg(section, inputs: list[str], ctx: Context):
+    return section, section.model_dump(mode="json")
+
+
+def _review(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    """push: candidates go to Argilla and training goes on with them; pull: push, then train on the answers."""
+    from assay.store import DatasetStore
+    from curation.review.client import connect, one_line_errors
+    from curation.review.pull import pull
+    from curation.review.push import PushOptions, push
+    from curation.review.server import running
+
+    if not (os.environ.get("ARGILLA_API_URL") or running(ctx.project)):
+        raise AssayError(f"review.mode={cfg.mode} needs an Argilla server: start one with `assay review serve` "
+                         "(or set ARGILLA_API_URL and ARGILLA_API_KEY), or set review.mode=skip")
+    store = DatasetStore(ctx.project.datasets)
+    ref = _ref(inputs[0])
+    client = connect(ctx.project)
+    with one_line_errors(client):
+        pushed = push(store, ref, client, PushOptions(workspace=cfg.workspace))
+        note = f"{pushed['added']} record(s) pushed to {pushed['dataset']!r} ({pushed['url']})"
+        if cfg.mode == "push":
+            return Outcome(inputs[0], rows_in=pushed["total"], rows_out=pushed["total"], notes=[note])
+        result = pull(store, ref, client)
+    out = result.version.ref if result.version else (result.same_as or ref)
+    return Outcome(f"dataset:{out}", rows_in=pushed["total"], rows_out=result.reviewed,
+                   notes=[note, f"{result.reviewed} reviewed row(s) pulled into {out}"])
+
+
+# ---------------------------------------------------------------- train
+
+def _train_cfg(section, inputs: list[str], ctx: Context):
+    """The recipe's resolved config, trained on the input dataset (validated before anything loads)."""
+    import training
+
+    cfg = training.load(section.config, list(section.overrides) + [f"data.dataset={_ref(inputs[0])}"],
+                        project=ctx.project)
+    return cfg, cfg.model_dump(mode="json")
+
+
+def _train(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    """Trains, or continues the run a kill interrupted (its checkpoints are keyed by config and data)."""
+    import json
+
+    from training.config import DistillRunConfig
+
+    if isinstance(cfg, DistillRunConfig):
+        from training.distill import train
+    else:
+        from training.sft import train
+    model = train(cfg, project=ctx.project, resume=True)
+    info = json.loads((model.path / "run.json").read_text(encoding="utf-8"))
+    data = info.get("data", {})
+    return Outcome(f"model:{model.ref}", rows_in=data.get("train_rows", 0) + data.get("validation_rows", 0),
+                   rows_out=data.get("train_rows"), spend_usd=model.cost_usd,
+                   notes=[f"{data.get('train_rows')} train / {data.get('validation_rows')} validation rows, "
+                          f"{model.wall_time_s:.0f} s"])
+
+
+# ---------------------------------------------------------------- export
+
+def _export_cfg(section, inputs: list[str], ctx: Context):
+    return section, [section.formats, file_hash(section.config) if section.config else None, section.overrides]
+
+
+def _export(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    from training.export import export_model
+
+    paths, notes = [], []
+    for fmt in cfg.formats:
+        result = export_model(_ref(inputs[0]), fmt, project=ctx.project, config=cfg.config,
+                              overrides=cfg.overrides, log=ctx.log)
+        paths.append(str(result.path))
+        notes.append(f"{fmt}: {result.status} ({result.size_bytes / 1e6:.0f} MB)")
+    return Outcome(f"export:{paths[-1]}" if paths else None, notes=notes)
+
+
+# ---------------------------------------------------------------- eval and report
+
+def _eval_cfg(section, inputs: list[str], ctx: Context):
+    from evals.gate import load_gate
+    from evals.suite import load_suite
+
+    suite = load_suite(section.suite, section.overrides)
+    gate = load_gate(section.gate) if section.gate else None
+    against = section.against if section.against is not None else suite.against
+    return (suite, gate, against), [suite.key, None if gate is None else gate.model_dump(mode="json"), against]
+
+
+def _eval(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    from evals.run import evaluate
+
+    suite, gate, against = cfg
+    run = evaluate(suite, _ref(inputs[0]), against=against, gate=gate, project=ctx.project, track=ctx.track)
+    spend = sum(line["spend_usd"] for line in run.results["lineage"].get("eval_teacher_calls", {}).values())
+    return Outcome(f"report:{run.folder}", rows_in=len(run.results["examples"]), verdict=run.verdict,
+                   spend_usd=spend, notes=[run.results["verdict"].get("summary", "")])
+
+
+def _report_cfg(section, inputs: list[str], ctx: Context):
+    return section, {}
+
+
+def _report(inputs: list[str], cfg, ctx: Context) -> Outcome:
+    """The HTML report of the eval's results (self-contained; open index.html)."""
+    import json
+
+    from evals.report import write_report
+
+    folder = Path(_ref(inputs[0]))
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    page = write_report(results, folder)
+    return Outcome(f"report:{folder}", rows_in=len(results["examples"]), verdict=results["verdict"]["decision"],
+                   notes=[f"report: {page}"])
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("curate", (), _curate_cfg, _curate),
+    Stage("synth", ("curate",), _synth_cfg, _synth),
+    Stage("review", ("synth",), _review_cfg, _review, always_run=True),
+    Stage("train", ("review", "synth", "curate"), _train_cfg, _train),
+    Stage("export", ("train",), _export_cfg, _export),
+    Stage("eval", ("train",), _eval_cfg, _eval),
+    Stage("report", ("eval",), _report_cfg, _report),
+)}
+ORDER = list(STAGES)

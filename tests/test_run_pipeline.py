@@ -1,0 +1,195 @@
+"""The stage contract and `assay run`/`assay demo`: reuse on unchanged fingerprints, reruns on changes,
+resume after kill -9 during training, and the demo end to end with its counts adding up."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from assay.errors import AssayError
+from assay.project import Project
+from assay.runner import CurateSection, load_pipeline, run_pipeline, run_stage
+from assay.stage import Context, history
+from assay.store import DatasetStore
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "datasets" / "sample"
+SMALL = ['synth.overrides=["limit=8", "teachers=[rule:lead]", "fill_gaps=false"]',
+         'train.overrides=["train.max_steps=6", "train.save_steps=2", "eval.every_steps=2", '
+         '"eval.generate_examples=1", "eval.max_new_tokens=16"]',
+         'eval.overrides=["data.limit=6", "generation.max_new_tokens=24"]',
+         'eval.against=[base, rule:lead]']
+
+
+@pytest.fixture
+def export(tmp_path):
+    """A copy of the first 60 sample notes that a test may edit."""
+    notes = json.loads((SAMPLE / "notes.json").read_text(encoding="utf-8"))
+    path = tmp_path / "export" / "notes.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(notes[:60]), encoding="utf-8")
+    return path
+
+
+def _pipeline(tmp_path, export, until_synth=True):
+    text = (SAMPLE / "pipeline.yaml").read_text(encoding="utf-8").replace("source: notes.json", f"source: {export}")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text.replace("config: curate.yaml", f"config: {SAMPLE / 'curate.yaml'}")
+                    .replace("config: synth.yaml", f"config: {SAMPLE / 'synth.yaml'}"), encoding="utf-8")
+    return path
+
+
+def test_each_stage_is_reused_unchanged_and_reruns_when_its_input_or_config_changes(tmp_path, export):
+    ctx = Context(Project(tmp_path / "home"))
+    cfg = load_pipeline(_pipeline(tmp_path, export), ['synth.overrides=["teachers=[rule:lead]", "fill_gaps=false"]'])
+
+    first = run_pipeline(cfg, ctx, until="synth")
+    assert [(r.stage, r.status) for r in first.rows] == [("curate", "ran"), ("synth", "ran")]
+    again = run_pipeline(cfg, ctx, until="synth")
+    assert [(r.stage, r.status) for r in again.rows] == [("curate", "reused"), ("synth", "reused")]
+    assert again.output("synth") == first.output("synth")
+    store = DatasetStore(ctx.project.datasets)
+    assert [v.ref for v in store.versions("notes")] == ["notes@v1", "notes@v2"]  # nothing written twice
+
+    # a config change reruns that stage and what follows; the stage before it is reused
+    changed = load_pipeline(_pipeline(tmp_path, export), ['synth.overrides=["teachers=[rule:lead]", "fill_gaps=false",'
+                                                          ' "limit=5"]'])
+    rows = run_pipeline(changed, ctx, until="synth").rows
+    assert [(r.stage, r.status) for r in rows] == [("curate", "reused"), ("synth", "ran")]
+    assert rows[1].why == "config changed"
+
+    # editing one note reruns curation and synthesis; the teacher is asked only about the edited note
+    notes = json.loads(export.read_text(encoding="utf-8"))
+    labeled = store.get(first.output("synth").split(":")[1]).data().filter(pl.col("output").is_not_null())
+    target = next(n for n in notes if str(n["id"]) in set(labeled["note_id"].to_list()))
+    target["content"] += " Also: call the plumber about the kitchen tap on Friday."
+    export.write_text(json.dumps(notes), encoding="utf-8")
+    rows = run_pipeline(cfg, ctx, until="synth").rows
+    assert [(r.stage, r.status, r.why) for r in rows] == [("curate", "ran", "input changed"),
+                                                          ("synth", "ran", "input changed")]
+    synth = store.get(rows[1].manifest.output.split(":")[1]).manifest
+    assert synth["new_calls"] == 1 and synth["cache_hits"] == synth["labeled"] - 1
+
+    # every stage run is recorded with its inputs' hashes, config hash and code version
+    recorded = history(ctx.project)
+    assert [m.stage for m in recorded] == ["curate", "synth", "synth", "curate", "synth"]
+    assert all(m.inputs and m.inputs[0].hash.startswith("sha256:") and m.config_hash and m.code_version
+               for m in recorded)
+
+
+def test_a_cli_verb_is_the_same_stage(tmp_path, export, assay):
+    """`assay curate` twice on the same export writes one version and says the second was reused."""
+    home = tmp_path / "home"
+    first = assay("curate", str(export), "--config", str(SAMPLE / "curate.yaml"), home=home)
+    second = assay("curate", str(export), "--config", str(SAMPLE / "curate.yaml"), home=home)
+    assert "written to" in first.stdout and "reused dataset:notes@v1" in second.stdout
+    assert [p.name for p in (home / "datasets" / "notes").iterdir() if not p.name.startswith(".")] == ["v1"]
+    third = assay("curate", str(export), "--config", str(SAMPLE / "curate.yaml"), "clean.min_words=4", home=home)
+    assert "notes@v2" in third.stdout
+
+
+def test_from_needs_the_earlier_outputs_and_dry_run_changes_nothing(tmp_path, export):
+    ctx = Context(Project(tmp_path / "home"))
+    cfg = load_pipeline(_pipeline(tmp_path, export), ['synth.overrides=["teachers=[rule:lead]", "fill_gaps=false"]'])
+    with pytest.raises(AssayError, match="--from synth: stage curate has no output"):
+        run_pipeline(cfg, ctx, start="synth", until="synth")
+    plan = run_pipeline(cfg, ctx, dry_run=True)
+    assert [(r.stage, r.status) for r in plan.rows][:3] == [("curate", "would run"), ("synth", "would run"),
+                                                             ("review", "skipped")]
+    assert not (ctx.project.datasets / "notes").exists()
+    run_pipeline(cfg, ctx, until="curate")
+    rows = run_pipeline(cfg, ctx, start="synth", until="synth").rows
+    assert [(r.stage, r.status) for r in rows] == [("curate", "reused"), ("synth", "ran")]
+
+
+def test_a_stage_whose_output_was_deleted_runs_again(tmp_path, export):
+    ctx = Context(Project(tmp_path / "home"))
+    section = CurateSection(source=str(export), config=str(SAMPLE / "curate.yaml"))
+    first = run_stage("curate", section, [f"file:{export}"], ctx)
+    shutil.rmtree(ctx.project.datasets / "notes" / "v1")
+    second = run_stage("curate", section, [f"file:{export}"], ctx)
+    assert (first.status, second.status, second.why) == ("ran", "ran", "the earlier output is gone")
+
+
+# ---------------------------------------------------------------- the demo, for real
+
+def _demo(home: Path, *extra: str, wait_for=None, timeout=1500):
+    env = {**os.environ, "ASSAY_HOME": str(home), "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "assay", "demo", *SMALL, *extra], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    if wait_for is None:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not wait_for():
+        time.sleep(0.5)
+    assert proc.poll() is None, "the demo ended before training wrote a checkpoint:\n" + proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9, in the middle of training
+    proc.wait()
+    return proc.returncode, ""
+
+
+@pytest.mark.slow
+def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts_add_up(tmp_path, assay_cache):
+    home = tmp_path / "home"
+
+    def checkpoint():
+        return any(p.is_file() for p in (home / "models").glob("notes-student/.runs/*/checkpoints/checkpoint-2/"
+                                                                "trainer_state.json"))
+
+    code, _ = _demo(home, wait_for=checkpoint)
+    assert code == -signal.SIGKILL and not (home / "models" / "notes-student" / "v1.0.0").exists()
+    paid = _ledger_rows(home)
+
+    code, out = _demo(home)
+    assert code == 0, out
+    rows = _summary(home)
+    assert [(stage, r["status"]) for stage, r in rows] == [
+        ("curate", "reused"), ("synth", "reused"), ("review", "skipped"), ("train", "ran"), ("export", "skipped"),
+        ("eval", "ran"), ("report", "ran")]
+    assert "[assay train] resuming from checkpoint-2" in out
+    assert _ledger_rows(home) == paid  # no teacher was asked twice
+    assert "verdict:" in out and "report:" in out
+    assert "{'loss'" not in out and "it/s]" not in out  # the trainer's dicts and bars went to the log
+
+    # the counts add up from the export to the report
+    store = DatasetStore(home / "datasets")
+    curated, labeled = store.get("notes@v1").manifest, store.get("notes@v2").manifest
+    assert curated["rows_in"] == curated["rows"] + sum(curated["dropped"].values())
+    assert labeled["labeled"] + labeled["no_valid_output"] == 8
+    run = json.loads((home / "models" / "notes-student" / "v1.0.0" / "run.json").read_text())
+    data = pl.read_parquet(home / "datasets" / "notes" / "v2" / "data.parquet")
+    trainable = data.filter(pl.col("output").is_not_null())
+    assert run["data"]["train_rows"] == trainable.filter(pl.col("split") == "train").height
+    assert run["data"]["validation_rows"] == trainable.filter(pl.col("split") == "validation").height
+    results = json.loads((home / "reports" / "notes-student-v1.0.0-summarize" / "results.json").read_text())
+    assert len(results["examples"]) == 6 and results["verdict"]["decision"] in ("SHIP", "NO-SHIP")
+    assert (home / "reports" / "notes-student-v1.0.0-summarize" / "index.html").stat().st_size > 10_000
+    assert f"verdict: {results['verdict']['decision']}" in out
+
+    # warm: nothing to redo
+    started = time.time()
+    code, out = _demo(home)
+    assert code == 0 and {r["status"] for _, r in _summary(home)} == {"reused", "skipped"}
+    assert time.time() - started < 60
+
+
+def _ledger_rows(home: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(home / ".assay" / "state.db") as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return conn.execute("SELECT COUNT(*) FROM synth_ledger").fetchone()[0] if "synth_ledger" in tables else 0
+
+
+def _summary(home: Path) -> list[tuple[str, dict]]:
+    """(stage, row) of the latest run, from the summary it wrote beside its log."""
+    latest = max((home / ".assay" / "logs").glob("run-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return [(r["stage"], r) for r in json.loads(latest.read_text(encoding="utf-8"))["stages"]]
