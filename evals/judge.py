@@ -35,7 +35,7 @@ def positions(ids: list[str], seed: int) -> dict[str, str]:
 
 def parse_winner(text: str | None) -> tuple[str | None, str | None]:
     """("A" | "B" | "tie", None) or (None, reason): {"winner": ...} JSON, or a bare A / B / tie."""
-    from curation.synth.tasks import find_json, strip_reply
+    from curation.synth.replies import find_json, strip_reply
 
     clean = strip_reply(text)
     if not clean:

@@ -19,9 +19,11 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from assay.errors import NotFoundError
+from curation.synth.replies import find_json, sentences, strip_reply
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\w+)\s*-?#\}")
+_WORD = re.compile(r"\w+", re.U)
 
 
 @dataclass(frozen=True)
@@ -91,52 +93,6 @@ def load_template(name: str) -> Template:
     found = _VERSION.search(source.split("\n", 1)[0])
     assert found, f"{path}: first line must declare {{#- version: N -#}}"
     return Template(name, found.group(1), source)
-
-
-# -- reply clean-up shared by the parsers
-
-_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```\s*$", re.S)
-_PREAMBLE = re.compile(r"^(?:sure[,!.]?\s*)?(?:here(?:'s| is| are)\b[^\n:]*:|summary:|answer:|note:|output:)\s*", re.I)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-_WORD = re.compile(r"\w+", re.U)
-
-
-def strip_reply(text: str | None) -> str:
-    text = (text or "").strip()
-    fenced = _FENCE.match(text)
-    if fenced:
-        text = fenced.group(1).strip()
-    text = _PREAMBLE.sub("", text).strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
-
-
-def find_json(text: str, opener: str) -> Any:
-    """The first JSON value starting with `opener` ("{" or "[") that decodes; raises ValueError."""
-    text = strip_reply(text)
-    decoder = json.JSONDecoder()
-    for match in re.finditer(re.escape(opener), text):
-        try:
-            value, _ = decoder.raw_decode(text[match.start():])
-            return value
-        except json.JSONDecodeError:
-            continue
-    raise ValueError("no JSON found")
-
-
-_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Sr|Jr|Mt|No|vs|etc|e\.g|i\.e|approx|Inc|Ltd|Co)|\b[A-Z])\.$")
-
-
-def sentences(text: str) -> list[str]:
-    parts: list[str] = []
-    for piece in _SENTENCE.split(" ".join(text.split())):
-        # "Dr. Okafor" and "J. Smith" do not end a sentence
-        if parts and _ABBREVIATION.search(parts[-1]):
-            parts[-1] += " " + piece
-        elif piece.strip():
-            parts.append(piece.strip())
-    return parts
 
 
 # -- summarize
