@@ -74,10 +74,11 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
              ) -> tuple[dict, dict]:
     """(results["judge"], what it cost and sent: {"spend_usd", "calls", "cached", "egress"})."""
     from curation.synth.pii import Guard
-    from curation.synth.runner import BudgetExceeded
+    from curation.synth.bookkeeping import BudgetExceeded
     from evals.predict import ask_teacher
     from curation.synth.tasks import load_template
-    from curation.synth.teachers import Request, get_teacher
+    from curation.synth.contract import Request
+    from curation.synth.registry import get_teacher
 
     spec, budget = suite.judge.teacher, suite.judge.budget_usd
     assert spec, "pairwise needs suite.judge.teacher"

@@ -190,7 +190,8 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
     """
     from curation.synth.pii import Guard
     from curation.synth.tasks import Prompt, get_task
-    from curation.synth.teachers import Request, get_teacher
+    from curation.synth.contract import Request
+    from curation.synth.registry import get_teacher
 
     teacher = get_teacher(contestant.spec)
     guard = Guard(allow_cloud_pii=False)

@@ -186,7 +186,7 @@ def _contestants(project: Project, candidate, against: list[str]) -> tuple[list[
         else:
             spec = name.removeprefix("teacher:")
             provider = spec.split(":", 1)[0]
-            from curation.synth.teachers import TEACHERS
+            from curation.synth.registry import PROVIDERS as TEACHERS
 
             if provider not in TEACHERS:
                 raise NotFoundError("baseline", name, ["previous", "base", *[f"{p}:<model>" for p in TEACHERS]])

@@ -8,17 +8,20 @@
 Tasks (templates + parsers), selection and the `assay synth` verb build on these names.
 """
 
+from curation.synth.bookkeeping import BudgetExceeded
 from curation.synth.cache import Cache, cache_key, cacheable
+from curation.synth.contract import (BATCH_DISCOUNT, FREE, MissingKeyError, Price, Reply, Request, Teacher,
+                                     TeacherError)
 from curation.synth.ledger import Ledger, Spend, scrub
 from curation.synth.limits import Limits, LimitsConfig
-from curation.synth.prices import BATCH_DISCOUNT, DEFAULT_PRICES, Price, PriceTable, UnknownPriceError
-from curation.synth.providers import MissingKeyError, TeacherError
-from curation.synth.runner import BudgetExceeded, Estimate, estimate, open_state, run_requests
-from curation.synth.teachers import RULES, TEACHERS, Reply, Request, Teacher, get_teacher
+from curation.synth.prices import DEFAULT_PRICES, PriceTable, UnknownPriceError
+from curation.synth.registry import PROVIDERS, Provider, get_teacher
+from curation.synth.runner import Estimate, estimate, open_state, run_requests
+from curation.synth.teachers import RULES
 
 __all__ = [
-    "BATCH_DISCOUNT", "DEFAULT_PRICES", "RULES", "TEACHERS", "BudgetExceeded", "Cache", "Estimate", "Ledger",
-    "Limits", "LimitsConfig", "MissingKeyError", "Price", "PriceTable", "Reply", "Request", "Spend", "Teacher",
-    "TeacherError", "UnknownPriceError", "cache_key", "cacheable", "estimate", "get_teacher", "open_state",
-    "run_requests", "scrub",
+    "BATCH_DISCOUNT", "DEFAULT_PRICES", "FREE", "PROVIDERS", "RULES", "BudgetExceeded", "Cache", "Estimate",
+    "Ledger", "Limits", "LimitsConfig", "MissingKeyError", "Price", "PriceTable", "Provider", "Reply", "Request",
+    "Spend", "Teacher", "TeacherError", "UnknownPriceError", "cache_key", "cacheable", "estimate", "get_teacher",
+    "open_state", "run_requests", "scrub",
 ]

@@ -20,13 +20,14 @@ from collections import Counter
 
 from assay.errors import AssayError
 
+from curation.synth.bookkeeping import Budget, BudgetExceeded, Progress, record_hits
 from curation.synth.cache import Cache, cache_key, cacheable, transaction
+from curation.synth.contract import Reply, Request, Teacher, TeacherError, failed
+from curation.synth.faults import FATAL, classify
 from curation.synth.leases import Shared, running
 from curation.synth.ledger import Ledger
 from curation.synth.prices import max_input_tokens
-from curation.synth.providers import FATAL, TeacherError, classify
-from curation.synth.runner import Budget, BudgetExceeded, Progress, _record_hits
-from curation.synth.teachers import Reply, Request, Teacher, failed
+from curation.synth.registry import MAX_PER_BATCH, PROVIDERS
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS synth_batches (
@@ -44,7 +45,6 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS synth_batch_items_key ON synth_batch_items(key)",
 )
-MAX_PER_BATCH = {"anthropic": 10_000, "openai": 50_000}
 
 
 class BatchStore:
@@ -110,12 +110,13 @@ async def _run_batch(teacher: Teacher, requests: list[Request], cache: Cache, le
     store = BatchStore(ledger.conn)
     keys = [cache_key(teacher.provider, teacher.model, r) for r in requests]
     results: dict[str, Reply] = cache.get_many(keys)
-    _record_hits(ledger, run_id, teacher, keys, requests, results)
+    record_hits(ledger, run_id, teacher, keys, requests, results)
     todo = {k: r for k, r in zip(keys, requests) if k not in results}
     price = teacher.price
     worst = {k: price.cost(max_input_tokens(r.messages), r.max_tokens, batch=True) if price else 0.0
              for k, r in todo.items()}
-    per_batch = max_per_batch or MAX_PER_BATCH.get(teacher.provider, 10_000)
+    registered = PROVIDERS.get(teacher.provider)
+    per_batch = max_per_batch or (registered.max_per_batch if registered else MAX_PER_BATCH)
     total = len(set(keys))
     budget, held = Budget(budget_usd, shared), set()  # held: keys whose worst cost is reserved
     tries: Counter[str] = Counter()  # submissions of each key in this run (a resumed one counts)
@@ -271,5 +272,5 @@ def _take_landed(teacher: Teacher, cache: Cache, ledger: Ledger, run_id: str, pe
                  todo: dict[str, Request]) -> dict[str, Reply]:
     """Replies a concurrent run landed since we last looked."""
     hits = cache.get_many(sorted(pending))
-    _record_hits(ledger, run_id, teacher, list(hits), [todo[k] for k in hits], hits)
+    record_hits(ledger, run_id, teacher, list(hits), [todo[k] for k in hits], hits)
     return hits

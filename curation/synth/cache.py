@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from curation.synth.teachers import Reply, Request
+from curation.synth.contract import Reply, Request
 
 KEY_VERSION = 1
 

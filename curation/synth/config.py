@@ -11,6 +11,7 @@ from assay.errors import NotFoundError
 from curation.config import CleanConfig, DedupeConfig
 from curation.synth.limits import LimitsConfig
 from curation.synth.recognizers import DEFAULT_PHONE_REGIONS
+from curation.synth.registry import PROVIDERS
 
 DEFAULT_LOCAL = "local:smollm2-135m-instruct"
 DEFAULT_TEACHERS = [DEFAULT_LOCAL, "rule:lead"]
@@ -140,10 +141,8 @@ def _known(kind: str, value: str, registry: dict) -> str:
 
 
 def _check_spec(spec: str) -> None:
-    from curation.synth.teachers import TEACHERS
-
     provider, sep, model = spec.partition(":")
-    if provider not in TEACHERS:
-        raise ValueError(str(NotFoundError("teacher provider", provider, list(TEACHERS))) + f" (in {spec!r})")
+    if provider not in PROVIDERS:
+        raise ValueError(str(NotFoundError("teacher provider", provider, list(PROVIDERS))) + f" (in {spec!r})")
     if not sep or not model:
         raise ValueError(f"teacher {spec!r} must be <provider>:<model>, e.g. anthropic:claude-haiku-4-5")

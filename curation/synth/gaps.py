@@ -24,8 +24,8 @@ from curation.config import BalanceConfig
 from curation.dedupe import cross_dedupe, dedupe
 from curation.steps import StepResult, split_by_reason
 from curation.synth.config import GapFillConfig
+from curation.synth.contract import Request
 from curation.synth.tasks import WRITE_NOTE, Parsed, load_template
-from curation.synth.teachers import Request
 
 WRITABLE = ("category", "tag", "folder", "length")
 

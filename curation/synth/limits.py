@@ -16,9 +16,11 @@ from pydantic import Field
 
 from assay.config import Strict
 
+from curation.synth.registry import PROVIDERS
+
 
 class LimitsConfig(Strict):
-    """The `limits` section of a synth config; defaults per provider come from DEFAULTS."""
+    """The `limits` section of a synth config; defaults per provider come from its registry entry."""
 
     concurrency: int = Field(8, ge=1, le=1024)
     rpm: float | None = Field(None, gt=0)  # requests per minute
@@ -27,16 +29,6 @@ class LimitsConfig(Strict):
     backoff_base_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     max_retry_after_s: float = Field(300.0, gt=0)  # a longer wait is not honoured: the request fails instead
-
-
-# conservative starting points (entry tiers); raise them in config to match your account
-DEFAULTS: dict[str, dict] = {
-    "anthropic": {"concurrency": 8, "rpm": 50, "tpm": 50_000},
-    "openai": {"concurrency": 16, "rpm": 500, "tpm": 200_000},
-    "openai-compatible": {"concurrency": 16},
-    "local": {"concurrency": 1},
-    "rule": {"concurrency": 1},
-}
 
 
 class TokenBucket:
@@ -102,7 +94,7 @@ class Limits:
     @classmethod
     def for_provider(cls, provider: str, config: LimitsConfig | dict | None = None) -> "Limits":
         """The provider's defaults, overridden by whatever the config sets."""
-        values = dict(DEFAULTS.get(provider, {}))
+        values = dict(PROVIDERS[provider].limits) if provider in PROVIDERS else {}
         if isinstance(config, LimitsConfig):
             values.update(config.model_dump(exclude_unset=True))
         elif config:

@@ -24,7 +24,7 @@ from curation.synth.secrets import find_high_entropy, find_secrets
 if TYPE_CHECKING:
     import polars as pl
 
-    from curation.synth.teachers import Teacher
+    from curation.synth.contract import Teacher
 
 TYPES = ("SECRET", "URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")
 NOT_COVERED = ("no NER model is installed, so these person names are not found: a surname alone in running text "

@@ -1,8 +1,8 @@
 """What teacher calls cost: USD per million input/output tokens, and token estimates before sending.
 
-Prices are list prices as published by the providers (standard tier, no prompt caching);
-both batch APIs bill half. Override or add any model with `PriceTable({"openai:my-model": (0.3, 1.2)})`
-or from a config mapping of the same shape. A remote model with no price is *unknown*, never free:
+Prices are list prices as published by the providers (standard tier, no prompt caching), kept with
+each provider in registry.py; both batch APIs bill half. Override or add any model with
+`PriceTable({"openai:my-model": (0.3, 1.2)})` or from a config mapping of the same shape. A remote model with no price is *unknown*, never free:
 estimates say so, and a run with a budget refuses to start until a price is given.
 """
 
@@ -10,54 +10,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Mapping
 
 from assay.errors import AssayError
 
-BATCH_DISCOUNT = 0.5  # both Message Batches and the OpenAI Batch API bill 50% of the standard price
+from curation.synth.contract import Price
+from curation.synth.registry import PROVIDERS
 
-
-@dataclass(frozen=True)
-class Price:
-    input_per_mtok: float
-    output_per_mtok: float
-
-    def cost(self, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float:
-        usd = (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
-        return usd * BATCH_DISCOUNT if batch else usd
-
-
-FREE = Price(0.0, 0.0)
-
-DEFAULT_PRICES: dict[str, Price] = {
-    # Anthropic
-    "anthropic:claude-haiku-4-5": Price(1.0, 5.0),
-    "anthropic:claude-sonnet-4-5": Price(3.0, 15.0),
-    "anthropic:claude-sonnet-4-6": Price(3.0, 15.0),
-    "anthropic:claude-sonnet-4": Price(3.0, 15.0),
-    "anthropic:claude-sonnet-4-0": Price(3.0, 15.0),
-    "anthropic:claude-opus-4-5": Price(5.0, 25.0),
-    "anthropic:claude-opus-4-6": Price(5.0, 25.0),
-    "anthropic:claude-opus-4-7": Price(5.0, 25.0),
-    "anthropic:claude-opus-4-1": Price(15.0, 75.0),
-    "anthropic:claude-opus-4": Price(15.0, 75.0),
-    "anthropic:claude-3-7-sonnet": Price(3.0, 15.0),
-    "anthropic:claude-3-5-haiku": Price(0.8, 4.0),
-    "anthropic:claude-3-haiku": Price(0.25, 1.25),
-    # OpenAI
-    "openai:gpt-4o-mini": Price(0.15, 0.60),
-    "openai:gpt-4o": Price(2.50, 10.0),
-    "openai:gpt-4.1": Price(2.0, 8.0),
-    "openai:gpt-4.1-mini": Price(0.40, 1.60),
-    "openai:gpt-4.1-nano": Price(0.10, 0.40),
-    "openai:gpt-5": Price(1.25, 10.0),
-    "openai:gpt-5-mini": Price(0.25, 2.0),
-    "openai:gpt-5-nano": Price(0.05, 0.40),
-    "openai:o4-mini": Price(1.10, 4.40),
-    "openai:o3": Price(2.0, 8.0),
-    "openai:o3-mini": Price(1.10, 4.40),
-}
+# the providers' list prices, from their registry entries
+DEFAULT_PRICES: dict[str, Price] = {f"{p.name}:{model}": price for p in PROVIDERS.values()
+                                    for model, price in p.prices.items()}
 
 # a dated snapshot or alias is priced as its family: claude-haiku-4-5-20251001, gpt-4o-2024-08-06, ...-latest
 _SUFFIX = re.compile(r"^(-\d{4}-?\d{2}-?\d{2}|-latest)$")

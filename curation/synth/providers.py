@@ -2,7 +2,7 @@
 
 The SDKs' own retries are off (max_retries=0): the runner retries, so the ledger sees every attempt.
 Keys come from the environment only; base URLs follow ANTHROPIC_BASE_URL / OPENAI_BASE_URL as the SDKs do.
-Every SDK exception becomes a Reply with a named reason; see `classify`.
+Every SDK exception becomes a Reply with a named reason; see `faults.classify`.
 """
 
 from __future__ import annotations
@@ -12,32 +12,24 @@ import base64
 import json
 import os
 import re
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse, urlsplit, urlunsplit
 
 from assay.errors import AssayError
 from assay.redact import mask_url, mask_urls, mask_urls_in_logs
 
-from curation.synth.prices import FREE, PriceTable
-from curation.synth.teachers import Reply, Request, failed
+from curation.synth.contract import FREE, MissingKeyError, Reply, Request, failed
+from curation.synth.faults import classify, status_reason
+from curation.synth.prices import PriceTable
+from curation.synth.registry import PROVIDERS
 
 # models that reject sampling parameters (Anthropic: Opus 4.7 and later, generation 5+; OpenAI: reasoning models)
 _ANTHROPIC_NO_TEMPERATURE = re.compile(r"^claude-(opus-4-[7-9]|opus-4-\d\d|[a-z]+-[5-9])")
 _OPENAI_NO_TEMPERATURE = re.compile(r"^(o\d|gpt-5)")
-FATAL = {"auth_failed", "permission_denied", "model_not_found", "payment_required"}
 
 
-class MissingKeyError(AssayError):
-    """A remote teacher was asked for without its API key in the environment."""
-
-
-class TeacherError(AssayError):
-    """A fault that is not per-request (bad key, unknown model): the run stops."""
-
-
-def _require_key(variable: str, spec: str) -> str:
+def _require_key(provider: str, spec: str) -> str:
+    variable = PROVIDERS[provider].key_env
     key = os.environ.get(variable, "").strip()
     if not key:
         raise MissingKeyError(f"{spec} needs an API key: set the environment variable {variable}.")
@@ -89,7 +81,7 @@ class AnthropicTeacher(_RemoteTeacher):
         super().__init__(model, **options)
         import anthropic
 
-        self.client = anthropic.AsyncAnthropic(api_key=_require_key("ANTHROPIC_API_KEY", self.spec),
+        self.client = anthropic.AsyncAnthropic(api_key=_require_key(self.provider, self.spec),
                                                max_retries=0, timeout=self.timeout_s)
 
     def params(self, request: Request) -> dict:
@@ -177,7 +169,7 @@ class OpenAITeacher(_RemoteTeacher):
     def _client(self, base_url: str | None) -> Any:
         import openai
 
-        return openai.AsyncOpenAI(api_key=_require_key("OPENAI_API_KEY", self.spec), base_url=base_url,
+        return openai.AsyncOpenAI(api_key=_require_key(self.provider, self.spec), base_url=base_url,
                                   max_retries=0, timeout=self.timeout_s)
 
     def params(self, request: Request) -> dict:
@@ -250,7 +242,7 @@ class OpenAITeacher(_RemoteTeacher):
             return line["custom_id"], self._reply(ChatCompletion.construct(**response["body"]), batch=True)
         if error.get("code") in ("batch_expired", "batch_cancelled"):
             return line["custom_id"], failed(self.spec, error["code"], retryable=True)
-        reason = _status_reason(status) if status else f"batch_errored:{error.get('code', 'unknown')}"
+        reason = status_reason(status) if status else f"batch_errored:{error.get('code', 'unknown')}"
         return line["custom_id"], failed(self.spec, reason, retryable=status in (408, 409, 429) or (status or 0) >= 500)
 
     async def find_batch(self, submission_id: str, created_after: float, n: int, known: set[str]) -> str | None:
@@ -287,7 +279,7 @@ class OpenAICompatibleTeacher(OpenAITeacher):
         import openai
 
         # many local servers need no key, but the SDK insists on one: send a placeholder then
-        key = os.environ.get("OPENAI_COMPATIBLE_API_KEY", "").strip() or "no-key"
+        key = os.environ.get(PROVIDERS[self.provider].key_env, "").strip() or "no-key"
         url = urlsplit(base_url or "")
         headers = {}
         if url.username is not None or url.password is not None:
@@ -305,70 +297,3 @@ class OpenAICompatibleTeacher(OpenAITeacher):
         # servers such as llama.cpp and older vLLM know max_tokens, not max_completion_tokens
         return {"model": self.model, "messages": [dict(m) for m in request.messages],
                 "max_tokens": request.max_tokens, "temperature": request.temperature}
-
-
-# -- faults -> named reasons
-
-def classify(exc: BaseException) -> tuple[str, bool, float | None]:
-    """(reason, retryable, retry_after seconds) for an SDK exception, whichever SDK raised it."""
-    status = getattr(exc, "status_code", None)
-    response = getattr(exc, "response", None)
-    if isinstance(status, int) and response is not None:
-        return _status_reason(status, getattr(exc, "type", None) or _error_type(exc)), _retryable_status(status), \
-            retry_after_seconds(response.headers)
-    name = type(exc).__name__
-    if name == "APITimeoutError" or isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "timeout", True, None
-    if name == "APIConnectionError":
-        cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
-        return ("connection_refused" if cause == "ConnectError" else "connection_reset"), True, None
-    if isinstance(exc, ValueError) or name == "APIResponseValidationError":  # JSONDecodeError is a ValueError
-        return "malformed_body", True, None
-    return f"client_error:{name}", False, None
-
-
-def _error_type(exc: BaseException) -> str | None:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            return inner.get("type") or inner.get("code")
-    return None
-
-
-def _status_reason(status: int, error_type: str | None = None) -> str:
-    if status == 429:
-        return "rate_limited"
-    if status == 529 or error_type == "overloaded_error":
-        return "overloaded"
-    if status >= 500:
-        return f"server_error:{status}"
-    return {400: "bad_request", 401: "auth_failed", 402: "payment_required", 403: "permission_denied",
-            404: "model_not_found", 408: "timeout", 409: "conflict", 413: "request_too_large"}.get(
-        status, f"http_{status}")
-
-
-def _retryable_status(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
-    """`retry-after-ms`, or `retry-after` as seconds or an HTTP date; None when absent or unreadable."""
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(0.0, float(ms) / 1000)
-        value = headers.get("retry-after")
-    except (AttributeError, ValueError):
-        return None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))

@@ -28,15 +28,16 @@ from curation.config import SplitConfig
 from curation.pipeline import Tracker, no_progress
 from curation.splits import assign_synthetic_splits
 from curation.synth import gaps as gapfill
+from curation.synth.bookkeeping import Calls
 from curation.synth.config import ALIASES, SynthConfig
+from curation.synth.contract import MissingKeyError, Reply, Request, Teacher
 from curation.synth.limits import Limits
 from curation.synth.pii import Guard, fill_surrogates
 from curation.synth.prices import PriceTable
-from curation.synth.providers import MissingKeyError
+from curation.synth.registry import get_teacher
 from curation.synth.runner import estimate, open_state, run_requests
 from curation.synth.select import Candidate, Group, SelectContext, get_strategy, judge_requests
 from curation.synth.tasks import WRITE_NOTE, Labels, Parsed, Prompt, Task, get_task
-from curation.synth.teachers import Reply, Request, Teacher, get_teacher
 
 
 @dataclass
@@ -57,32 +58,6 @@ class _PriceOnly:
         self.spec = spec
         self.provider, _, self.model = spec.partition(":")
         self.price = prices.lookup(self.provider, self.model)
-
-
-@dataclass
-class Calls:
-    """Teacher calls of this run, per teacher spec."""
-
-    lines: dict[str, dict] = field(default_factory=dict)
-
-    def add(self, spec: str, replies: list[Reply]) -> None:
-        line = self.lines.setdefault(spec, {"requests": 0, "cache_hits": 0, "calls": 0, "failed": 0, "cost_usd": 0.0,
-                                            "cost_known": True, "input_tokens": 0, "output_tokens": 0})
-        for r in replies:
-            line["requests"] += 1
-            if r.cached:
-                line["cache_hits"] += 1
-                continue
-            line["calls"] += r.attempts
-            line["failed"] += r.error is not None
-            line["cost_usd"] += r.cost_usd
-            line["cost_known"] &= r.cost_known
-            line["input_tokens"] += r.usage.get("input_tokens", 0)
-            line["output_tokens"] += r.usage.get("output_tokens", 0)
-
-    @property
-    def spent(self) -> float:
-        return sum(line["cost_usd"] for line in self.lines.values())
 
 
 class Session:

@@ -20,90 +20,18 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from assay.errors import AssayError
 from assay.project import Project
 
+from curation.synth.batch import run_batch
+from curation.synth.bookkeeping import POLL_S, Budget, BudgetExceeded, Progress, record_hits
 from curation.synth.cache import Cache, cache_key, cacheable, transaction
-from curation.synth.leases import Shared, running
+from curation.synth.contract import Reply, Request, Teacher, TeacherError
+from curation.synth.faults import FATAL
+from curation.synth.leases import running
 from curation.synth.ledger import Ledger
 from curation.synth.limits import Limits
 from curation.synth.prices import UnknownPriceError, estimate_input_tokens, max_input_tokens
-from curation.synth.providers import FATAL, TeacherError
-from curation.synth.teachers import Reply, Request, Teacher
-
-# faults after which the provider may have done (and billed) the work: counted against the budget
-UNCERTAIN = {"timeout", "connection_reset", "malformed_body"}
-POLL_S = 0.1  # how often a run looks at what concurrent runs did (a reply it waits for, a settled budget)
-
-Progress = Callable[[int, int], None]
-
-
-class BudgetExceeded(AssayError):
-    """The next call would have gone over the budget; what was done is cached, rerun with more to go on."""
-
-    def __init__(self, *, budget_usd: float, spent_usd: float, uncertain_usd: float, done: int, remaining: int,
-                 replies: list[Reply | None], shared_usd: float = 0.0):
-        self.budget_usd, self.spent_usd, self.uncertain_usd = budget_usd, spent_usd, uncertain_usd
-        self.done, self.remaining, self.replies = done, remaining, replies
-        maybe = f" (+ up to ${uncertain_usd:.4f} for calls whose answer was lost)" if uncertain_usd else ""
-        shared = (f" (${shared_usd:.4f} in all with the runs sharing it)"
-                  if shared_usd > spent_usd + uncertain_usd + 1e-9 else "")
-        super().__init__(f"budget ${budget_usd:.4f} reached: spent ${spent_usd:.4f}{maybe} on {done} request(s)"
-                         f"{shared}; {remaining} not sent. Replies so far are cached; rerun with a larger budget "
-                         f"to go on.")
-
-
-class Budget:
-    """Worst-case reservations against a limit shared with concurrent runs (see leases.py); a call that fits
-    only once in-flight ones settle waits for them. `spent` and `uncertain` are this run's own."""
-
-    def __init__(self, limit: float | None, shared: Shared):
-        self.limit, self.shared = limit, shared
-        self.spent = self.uncertain = self.reserved = 0.0
-        self.stopped = False
-        self._settled = asyncio.Condition()
-
-    def try_reserve(self, amount: float) -> bool | None:
-        """True: reserved. False: can never fit, stop. None: fits once in-flight calls settle."""
-        if self.stopped:
-            return False
-        ok = self.shared.reserve(amount, self.limit)
-        if ok:
-            self.reserved += amount
-        elif ok is False:
-            self.stopped = True
-        return ok
-
-    def force(self, amount: float) -> None:
-        """Reserve without asking: the call is already at the provider and will be billed."""
-        self.shared.hold(amount)
-        self.reserved += amount
-
-    async def reserve(self, amount: float) -> bool:
-        async with self._settled:
-            while (ok := self.try_reserve(amount)) is None:
-                try:  # a settle here notifies; one in another process is seen by asking again
-                    await asyncio.wait_for(self._settled.wait(), POLL_S)
-                except TimeoutError:
-                    pass
-            return ok
-
-    async def wake(self) -> None:
-        """Tell the calls of this run waiting for room that some may have been freed."""
-        async with self._settled:
-            self._settled.notify_all()
-
-    def release(self, reserved: float, reply: Reply | None) -> None:
-        self.reserved -= reserved
-        charged = 0.0
-        if reply is not None:
-            self.spent += reply.cost_usd
-            charged = reply.cost_usd
-            if reply.error in UNCERTAIN:
-                self.uncertain += reserved
-                charged += reserved
-        self.shared.settle(reserved, charged)
-
+from curation.synth.registry import PROVIDERS
 
 @dataclass
 class Estimate:
@@ -143,13 +71,12 @@ async def run_requests(teacher: Teacher, requests: list[Request], *, cache: Cach
                                 f"give one, e.g. prices: {{'{teacher.provider}:{teacher.model}': [input, output]}} "
                                 f"in USD per million tokens.")
     if batch:
-        from curation.synth.batch import run_batch
         return await run_batch(teacher, requests, cache=cache, ledger=ledger, budget_usd=budget_usd,
                                progress=progress, run_id=run_id, poll_s=poll_s)
     run_id = run_id or uuid.uuid4().hex[:12]
     keys = [cache_key(teacher.provider, teacher.model, r) for r in requests]
     results: dict[str, Reply] = cache.get_many(keys)
-    _record_hits(ledger, run_id, teacher, keys, requests, results)
+    record_hits(ledger, run_id, teacher, keys, requests, results)
     todo = list({k: r for k, r in zip(keys, requests) if k not in results}.items())
     if dry_run or not todo:  # nothing to send: no run to register with concurrent ones
         for key, request in todo:
@@ -199,7 +126,7 @@ async def _run_calls(teacher: Teacher, todo: list[tuple[str, Request]], cache: C
     shared = budget.shared
 
     def from_cache(hits: dict[str, Reply], requests: dict[str, Request]) -> None:
-        _record_hits(ledger, run_id, teacher, list(hits), [requests[k] for k in hits], hits)
+        record_hits(ledger, run_id, teacher, list(hits), [requests[k] for k in hits], hits)
         for key, reply in hits.items():
             finished(key, reply)
 
@@ -294,17 +221,6 @@ async def _run_chunks(teacher: Teacher, todo: list[tuple[str, Request]], cache: 
     return None
 
 
-def _record_hits(ledger: Ledger, run_id: str, teacher: Teacher, keys: list[str], requests: list[Request],
-                 hits: dict[str, Reply]) -> None:
-    if not hits:
-        return
-    with transaction(ledger.conn):
-        for key, request in zip(keys, requests):
-            if key in hits:
-                ledger.record(run_id=run_id, teacher=teacher.spec, key=key, mode="sync", status="cache_hit",
-                              reply=hits[key], metadata=request.metadata)
-
-
 def _dry_reply(teacher: Teacher, request: Request) -> Reply:
     n_in = estimate_input_tokens(request.messages)
     price = teacher.price
@@ -314,8 +230,7 @@ def _dry_reply(teacher: Teacher, request: Request) -> Reply:
 
 
 def _hint(teacher: Teacher, error: str | None) -> str:
-    variable = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY",
-                "openai-compatible": "OPENAI_COMPATIBLE_API_KEY"}.get(teacher.provider)
+    variable = PROVIDERS[teacher.provider].key_env if teacher.provider in PROVIDERS else None
     if error in ("auth_failed", "permission_denied") and variable:
         return f" Check {variable}."
     if error == "model_not_found":

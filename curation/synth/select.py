@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from assay.errors import NotFoundError
+from curation.synth.contract import Reply, Request
 from curation.synth.tasks import Parsed, Task, load_template, parse_scores
-from curation.synth.teachers import Reply, Request
 from evals.metrics import rouge_l  # the one ROUGE; consensus and evals agree on what it means
 
 

@@ -1,13 +1,7 @@
-"""Teachers: given rendered messages, get replies. The registry, the rule baselines and the local model.
+"""In-process teachers: the rule baselines and the local model (remote ones are in providers.py).
 
-A teacher is named by a spec, "<provider>:<model>":
-  anthropic:claude-haiku-4-5          Messages API (ANTHROPIC_API_KEY)
-  openai:gpt-4o-mini                  Chat Completions (OPENAI_API_KEY)
-  openai-compatible:qwen2.5@http://localhost:8000/v1   any OpenAI-compatible server (key optional)
-  local:smollm2-135m-instruct         an in-process transformers model from the catalogue, or a path
-  rule:lead, rule:keywords            rule baselines, free and instant
-
-Per-request faults never raise: they come back as a Reply with `error` set to a named reason.
+Which spec builds which teacher is registered in registry.py. Per-request faults never raise:
+they come back as a Reply with `error` set to a named reason.
 """
 
 from __future__ import annotations
@@ -15,109 +9,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable
 
 from assay.errors import NotFoundError
 
-from curation.synth.prices import FREE, Price, PriceTable
-
-
-@dataclass(frozen=True)
-class Request:
-    """One call; messages already rendered."""
-
-    messages: list[dict]  # [{"role": "system"|"user"|"assistant", "content": str}]
-    max_tokens: int = 256
-    temperature: float = 0.0
-    metadata: dict = field(default_factory=dict)  # note_id, task, prompt_version...; not part of the cache key
-
-
-@dataclass
-class Reply:
-    text: str | None
-    finish_reason: str  # "stop", "length", "refusal", "error" ("dry_run" for estimates)
-    usage: dict  # input_tokens, output_tokens
-    cost_usd: float
-    cached: bool
-    error: str | None  # "rate_limited", "overloaded", "server_error:503", "timeout", "refusal", "max_tokens", ...
-    teacher: str
-    cost_known: bool = True  # False when the teacher's price is unknown (cost_usd is then 0.0)
-    retryable: bool = False  # a transient fault worth another attempt
-    retry_after: float | None = None  # seconds the provider asked us to wait
-    attempts: int = 1
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@runtime_checkable
-class Teacher(Protocol):
-    spec: str
-    provider: str
-    model: str
-    is_remote: bool  # True when notes leave the machine (the privacy guard reads this)
-    price: Price | None  # None: unknown
-    batch_size: int  # how many requests one generate() call should carry
-
-    async def generate(self, requests: list[Request]) -> list[Reply]: ...
-
-
-def failed(teacher: str, error: str, *, retryable: bool = False, retry_after: float | None = None,
-           usage: dict | None = None, cost_usd: float = 0.0, text: str | None = None,
-           finish_reason: str = "error") -> Reply:
-    return Reply(text=text, finish_reason=finish_reason, usage=usage or {"input_tokens": 0, "output_tokens": 0},
-                 cost_usd=cost_usd, cached=False, error=error, teacher=teacher, retryable=retryable,
-                 retry_after=retry_after)
-
-
-# -- the registry
-
-def _anthropic(name: str, **options: Any) -> Teacher:
-    from curation.synth.providers import AnthropicTeacher
-    return AnthropicTeacher(name, **options)
-
-
-def _openai(name: str, **options: Any) -> Teacher:
-    from curation.synth.providers import OpenAITeacher
-    return OpenAITeacher(name, **options)
-
-
-def _openai_compatible(name: str, **options: Any) -> Teacher:
-    from curation.synth.providers import OpenAICompatibleTeacher
-    return OpenAICompatibleTeacher(name, **options)
-
-
-def _local(name: str, **options: Any) -> Teacher:
-    return LocalTeacher(name, **options)
-
-
-def _rule(name: str, *, prices: PriceTable | None = None, timeout_s: float | None = None) -> Teacher:
-    # prices and timeout_s are common teacher options; rules are free and instant, so they need neither
-    if name not in RULES:
-        raise NotFoundError("rule teacher", name, list(RULES))
-    return RuleTeacher(name, RULES[name])
-
-
-# provider prefix -> factory(name after the colon, **options)
-TEACHERS: dict[str, Callable[..., Teacher]] = {
-    "anthropic": _anthropic,
-    "openai": _openai,
-    "openai-compatible": _openai_compatible,
-    "local": _local,
-    "rule": _rule,
-}
-
-
-def get_teacher(spec: str, **options: Any) -> Teacher:
-    """Build the teacher a spec names; options go to its constructor (prices=PriceTable(...), timeout_s=...)."""
-    provider, sep, model = spec.partition(":")
-    if provider not in TEACHERS:
-        raise NotFoundError("teacher provider", provider, list(TEACHERS))
-    if not sep or not model:
-        raise NotFoundError("teacher", spec, [f"{p}:<model>" for p in TEACHERS])
-    return TEACHERS[provider](model, **options)
+from curation.synth.contract import FREE, Reply, Request
+from curation.synth.prices import PriceTable
 
 
 # -- rule baselines
@@ -160,6 +57,7 @@ def keywords(text: str, k: int = 5) -> str:
 RULES: dict[str, Callable[[str], str]] = {"lead": lead, "keywords": keywords}
 
 
+
 class RuleTeacher:
     provider, is_remote, price, batch_size = "rule", False, FREE, 256
 
@@ -176,6 +74,13 @@ class RuleTeacher:
                 reply.error, reply.finish_reason = "empty_input", "error"
             replies.append(reply)
         return replies
+
+
+def rule_teacher(name: str, *, prices: PriceTable | None = None, timeout_s: float | None = None) -> RuleTeacher:
+    # prices and timeout_s are common teacher options; rules are free and instant, so they need neither
+    if name not in RULES:
+        raise NotFoundError("rule teacher", name, list(RULES))
+    return RuleTeacher(name, RULES[name])
 
 
 # -- local transformers model

@@ -9,7 +9,7 @@ import pytest
 from fake_provider import expected_text
 
 from curation.synth import Limits, Request, TeacherError, get_teacher, run_requests
-from curation.synth.providers import retry_after_seconds
+from curation.synth.faults import retry_after_seconds
 
 SPECS = ["anthropic:claude-haiku-4-5", "openai:gpt-4o-mini"]
 

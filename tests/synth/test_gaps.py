@@ -11,10 +11,10 @@ from assay.store import DatasetStore
 from curation.balance import balance
 from curation.config import BalanceConfig
 from curation.synth.config import GapFillConfig, SynthConfig
+from curation.synth.contract import FREE, Reply
 from curation.synth.gaps import parse_cell, plan_gaps, write_requests
-from curation.synth.prices import FREE
 from curation.synth.run import synth
-from curation.synth.teachers import Reply, note_text
+from curation.synth.teachers import note_text
 
 REAL = {
     "w1": ("work", "Quarterly planning: finalize the hiring plan, review the budget with finance, and send the roadmap to the team."),

@@ -26,7 +26,7 @@ from assay.records import notes_frame
 from assay.store import DatasetStore
 from curation.synth.config import SynthConfig
 from curation.synth.run import synth
-from curation.synth.teachers import get_teacher
+from curation.synth.registry import get_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 ANTHROPIC_KEY, OPENAI_KEY = "sk-ant-synth-test-key-0123456789", "sk-synth-test-key-0123456789abcdef"
@@ -287,7 +287,7 @@ def test_end_to_end_with_the_embedded_teachers(smollm2, tmp_path):
 
 
 def test_budget_stops_before_overspending_and_a_rerun_with_more_resumes(remote, tmp_path):
-    from curation.synth.runner import BudgetExceeded
+    from curation.synth.bookkeeping import BudgetExceeded
 
     store, project, version = dataset(tmp_path)
     cfg = SynthConfig(teachers=["anthropic:claude-haiku-4-5"], budget_usd=0.0001, limits=FAST)
