@@ -11,7 +11,6 @@ and rerunning with only another selection strategy makes no new generation calls
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from curation.config import SplitConfig
 from curation.pipeline import Tracker, no_progress
 from curation.splits import assign_synthetic_splits
 from curation.synth import gaps as gapfill
+from curation.synth.assemble import CANDIDATE_SCHEMA  # noqa: F401  (tests/review and bench_review read it here)
+from curation.synth.assemble import assemble, candidate_row, failure_counts, outputs_by_cell
 from curation.synth.bookkeeping import Calls
 from curation.synth.config import ALIASES, SynthConfig
 from curation.synth.contract import MissingKeyError, Reply, Request, Teacher
@@ -197,21 +198,21 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
             text, unknown = guard.incoming(teacher, note["note_id"], reply.text)
             parsed = _parse(task, prompt, reply, text)
             cands.append(Candidate(teacher.spec, parsed, text, reply.finish_reason))
-            cand_rows.append(_candidate_row(note["note_id"], task.name, task.prompt_version, teacher, reply, text,
+            cand_rows.append(candidate_row(note["note_id"], task.name, task.prompt_version, teacher, reply, text,
                                             parsed, unknown))
         groups.append(Group(note["note_id"], note, cands))
     ctx = _select_context(session, cfg, task, prompt, guard, embedder)
     choices = strategy(groups, ctx)
 
     # 4. the new version
-    data, rejects, cand_table = _assemble(df, work, consumed, groups, choices, cand_rows, task, prompt, cfg, guard)
+    data, rejects, cand_table = assemble(df, work, consumed, groups, choices, cand_rows, task, prompt, cfg, guard)
     if write_candidates:
         cand_table = pl.concat([cand_table, pl.DataFrame(write_candidates, schema=cand_table.schema)])
     tables = {"candidates": cand_table}
     reject_frames = [f for f in (rejects, vetted.rejects if vetted else None) if f is not None and f.height]
     if reject_frames:
         tables["rejects"] = pl.concat(reject_frames, how="diagonal_relaxed")
-    outputs_added = _outputs_by_cell(version.manifest, plans, data, work)
+    outputs_added = outputs_by_cell(version.manifest, plans, data, work)
     after = gapfill.coverage_after(version.manifest, data) if version.manifest.get("gaps") else []
     fields = {
         "task": task.name,
@@ -223,7 +224,7 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
                   "cost_unknown": sorted(s for s, line in session.calls.lines.items() if not line["cost_known"])},
         "cache_hits": sum(line["cache_hits"] for line in session.calls.lines.values()),
         "new_calls": sum(line["calls"] for line in session.calls.lines.values()),
-        "failures": _failures(cand_table),
+        "failures": failure_counts(cand_table),
         "labeled": sum(c.index is not None for c in choices),
         "no_valid_output": sum(c.index is None for c in choices),
         "egress": guard.summary(),
@@ -274,24 +275,6 @@ def _parse(task: Task, prompt: Prompt, reply: Reply, text: str | None) -> Parsed
     return parsed
 
 
-def _candidate_row(note_id: str, task: str, prompt_version: str, teacher: Teacher, reply: Reply, text: str | None,
-                   parsed: Parsed, unknown_placeholders: int) -> dict:
-    return {"note_id": note_id, "task": task, "teacher": teacher.spec, "prompt_version": prompt_version,
-            "raw": text, "output": parsed.output, "ok": parsed.ok, "reason": parsed.reason,
-            "finish_reason": reply.finish_reason, "error": reply.error,
-            "input_tokens": reply.usage.get("input_tokens", 0), "output_tokens": reply.usage.get("output_tokens", 0),
-            "cost_usd": reply.cost_usd, "cached": reply.cached, "remote": teacher.is_remote,
-            "unrestored_placeholders": unknown_placeholders, "chosen": False, "score": None}
-
-
-CANDIDATE_SCHEMA = {
-    "note_id": pl.String, "task": pl.String, "teacher": pl.String, "prompt_version": pl.String, "raw": pl.String,
-    "output": pl.String, "ok": pl.Boolean, "reason": pl.String, "finish_reason": pl.String, "error": pl.String,
-    "input_tokens": pl.Int64, "output_tokens": pl.Int64, "cost_usd": pl.Float64, "cached": pl.Boolean,
-    "remote": pl.Boolean, "unrestored_placeholders": pl.Int64, "chosen": pl.Boolean, "score": pl.Float64,
-}
-
-
 def _select_context(session: Session, cfg: SynthConfig, task: Task, prompt: Prompt, guard: Guard,
                     embedder: Any) -> SelectContext:
     if cfg.similarity == "embedding" and not task.structured and embedder is None:
@@ -311,66 +294,6 @@ def _select_context(session: Session, cfg: SynthConfig, task: Task, prompt: Prom
     return ctx
 
 
-def _assemble(df: pl.DataFrame, work: pl.DataFrame, consumed: pl.Series, groups: list[Group], choices: list,
-              cand_rows: list[dict], task: Task, prompt: Prompt, cfg: SynthConfig, guard: Guard,
-              ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame]:
-    instruction = task.student_instruction(prompt)
-    per_note = len(cfg.teachers)
-    outputs, teachers, agreement, detail, n_valid, written_by = [], [], [], [], [], []
-    for n, (group, choice) in enumerate(zip(groups, choices)):
-        for k, score in enumerate(choice.scores):
-            cand_rows[n * per_note + k]["score"] = score
-        if choice.index is not None:
-            cand_rows[n * per_note + choice.index]["chosen"] = True
-        chosen = group.candidates[choice.index] if choice.index is not None else None
-        outputs.append(chosen.parsed.output if chosen else None)
-        teachers.append(chosen.teacher if chosen else None)
-        agreement.append(choice.agreement)
-        detail.append(choice.detail)
-        n_valid.append(len(group.valid()))
-    inputs = [_student_input(r["title"], r["text"]) for r in work.select("title", "text").to_dicts()]
-    messages = [json.dumps([{"role": "user", "content": f"{instruction}\n\n{i}"},
-                            {"role": "assistant", "content": o}], ensure_ascii=False) if o else None
-                for i, o in zip(inputs, outputs)]
-    written_by = [r["teacher"] if r["synthetic"] else None for r in work.select("teacher", "synthetic").to_dicts()]
-    labeled = work.with_columns(
-        pl.lit(task.name).alias("task"), pl.lit(instruction).alias("instruction"),
-        pl.Series("input", inputs, dtype=pl.String), pl.Series("output", outputs, dtype=pl.String),
-        pl.Series("messages", messages, dtype=pl.String), pl.Series("teacher", teachers, dtype=pl.String),
-        pl.lit(task.prompt_version).alias("prompt_version"),
-        pl.col("synthetic").fill_null(False),
-        pl.lit(None, dtype=pl.List(pl.String)).alias("reviewers"), pl.lit(None, dtype=pl.String).alias("decision"),
-        pl.Series("agreement", agreement, dtype=pl.Float64), pl.lit(cfg.select).alias("selection"),
-        pl.Series("selection_detail", detail, dtype=pl.String),
-        pl.Series("valid_candidates", n_valid, dtype=pl.Int64), pl.lit(per_note).alias("candidates"),
-        pl.Series("written_by", written_by, dtype=pl.String),
-        *guard.columns(work["note_id"].to_list()).values(),
-    )
-    failed = labeled.filter(pl.col("output").is_null())
-    rejects = None
-    if failed.height:
-        reasons = []
-        for note_id in failed["note_id"].to_list():
-            why = Counter(r["reason"] for r in cand_rows if r["note_id"] == note_id and r["reason"])
-            reasons.append("no_valid_output:" + (why.most_common(1)[0][0] if why else "none"))
-        rejects = failed.with_columns(pl.Series("reason", reasons, dtype=pl.String), pl.lit("synth").alias("step"))
-    kept_rows = df.filter(~consumed)
-    data = pl.concat([kept_rows, labeled.filter(pl.col("output").is_not_null())], how="diagonal_relaxed")
-    return conform(data), rejects, pl.DataFrame(cand_rows, schema=CANDIDATE_SCHEMA)
-
-
-def _student_input(title: str | None, text: str | None) -> str:
-    return f"{title}\n\n{text}" if title else (text or "")
-
-
-def _failures(candidates: pl.DataFrame) -> dict[str, int]:
-    """Candidates that gave no output, per reason family ("teacher_error:<fault>" keeps its fault)."""
-    counts: Counter = Counter()
-    for reason in candidates.filter(pl.col("reason").is_not_null())["reason"].to_list():
-        counts[reason if reason.startswith("teacher_error:") else reason.split(":", 1)[0]] += 1
-    return dict(sorted(counts.items()))
-
-
 def _fill(session: Session, cfg: SynthConfig, version: Version, df: pl.DataFrame, plans: list, guard: Guard,
           embedder: Any) -> tuple[gapfill.Vetted, list[dict], dict[str, dict[str, int]]]:
     """Write new notes for the planned cells, parse them, and vet them (clean, dedupe, cross-dedupe, target)."""
@@ -385,7 +308,7 @@ def _fill(session: Session, cfg: SynthConfig, version: Version, df: pl.DataFrame
         text = fill_surrogates(reply.text) if reply.text and writer.is_remote else reply.text
         parsed = _parse(WRITE_NOTE, Prompt(), reply, text)
         note_id = gapfill.synthetic_id(plan.key, slot, parsed.output) if parsed.ok else f"{plan.key}#{slot}"
-        row = _candidate_row(note_id, "write_note", WRITE_NOTE.prompt_version, writer, reply, text,
+        row = candidate_row(note_id, "write_note", WRITE_NOTE.prompt_version, writer, reply, text,
                              parsed, 0)
         row["chosen"] = parsed.ok
         cand_rows.append(row)
@@ -401,20 +324,6 @@ def _fill(session: Session, cfg: SynthConfig, version: Version, df: pl.DataFrame
         embedder = load_embedder(cfg.gaps.dedupe.semantic.model)
     vetted = gapfill.vet(notes, real, plans, cfg.gaps, reference_name=version.ref, embedder=embedder)
     return vetted, cand_rows, {k: dict(v) for k, v in failures.items()}
-
-
-def _outputs_by_cell(manifest: dict, plans: list, data: pl.DataFrame, work: pl.DataFrame) -> dict[str, int]:
-    """Per gap cell: how many rows this run labeled (real notes that lacked an output, and new notes)."""
-    if not plans:
-        return {}
-    labeled = set(data.filter(pl.col("note_id").is_in(work["note_id"].to_list()))["note_id"].to_list())
-    out = {}
-    for plan in plans:
-        real = sum(1 for n in plan.note_ids if n in labeled)
-        new = data.filter(pl.col("synthetic") & pl.col("note_id").is_in(list(labeled))
-                          & pl.col("metadata").str.contains(json.dumps(plan.key), literal=True)).height
-        out[plan.key] = real + new
-    return out
 
 
 def _dry_run(session: Session, cfg: SynthConfig, task: Task, prompt: Prompt, work: pl.DataFrame, plans: list,
