@@ -162,14 +162,15 @@ def recorded(rows: list, base: float | None, args) -> list[Row]:
     for k, (name, size, r) in enumerate(rows):
         defaults = k == 0 or (args.scale and k == len(rows) - 1)
         label = f"{name}, {size:,} notes"
+        runs = ", ".join(f"{t:.2f}" for t in r["times"])
         if base and size == args.n:
             speed = base / r["seconds"]
-            out.append(Row(f"{label}: seconds (best of {args.repeat})", f"{r['seconds']:.2f}",
+            out.append(Row(f"{label}: seconds (best of {args.repeat})", f"{r['seconds']:.2f} (runs {runs})",
                            baseline=f"datasketch {base:.2f} s", ratio="baseline" if name.startswith("datasketch")
                            else f"{speed:.1f}x faster", target=">= 10x faster" if k == 0 else "",
                            met=speed >= 10 if k == 0 else None))
         else:
-            out.append(Row(f"{label}: seconds", f"{r['seconds']:.2f}"))
+            out.append(Row(f"{label}: seconds", f"{r['seconds']:.2f} (runs {runs})"))
         out.append(Row(f"{label}: precision / recall on planted pairs", f"{r['precision']:.4f} / {r['recall']:.4f}",
                        target=">= 0.95 / >= 0.95" if defaults else "",
                        met=r["precision"] >= 0.95 and r["recall"] >= 0.95 if defaults else None))

@@ -291,10 +291,12 @@ def main() -> None:
 
 
 def recorded(scored: dict, defaults: str, old: str) -> list[Row]:
-    """Every config x corpus; the defaults carry the target (precision >= 0.99) and the old defaults as baseline."""
+    """Every config x corpus, the defaults first: they carry the target (precision >= 0.99), the old defaults are
+    their baseline."""
     rows = []
-    for (label, corpus), (s, wrong) in scored.items():
-        value = f"P {s.precision:.4f} / R {s.recall:.4f}, {len(wrong)} wrongly dropped"
+    for (label, corpus), (s, wrong) in sorted(scored.items(), key=lambda item: item[0][0] != defaults):
+        value = f"P {s.precision:.4f} / R {s.recall:.4f}, {len(wrong)} wrongly dropped, listed {s.listed} " \
+                f"({s.listed_true} true)"
         if label == defaults:
             o = scored[old, corpus][0]
             rows.append(Row(f"{corpus}: defaults", value, baseline=f"old defaults: P {o.precision:.4f} / "

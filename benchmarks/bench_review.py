@@ -103,7 +103,7 @@ def main() -> None:
         Row(f"pull {found['records']:,} records back: seconds", f"{found['pull_s']:.2f}",
             ratio=f"{found['pull_http_requests']} requests"),
         Row(f"UI record search, {search['n']} queries: p95", f"{search['p95']} ms (p50 {search['p50']}, max "
-            f"{search['max']})", baseline="target", ratio=f"{search['p95'] / 300:.2f} of target", target="< 300 ms",
+            f"{search['max']})", ratio=f"{search['p95'] / 300:.2f} of target", target="< 300 ms",
             met=found["search_p95_under_300ms"]),
     ], options(parser, args))
 

@@ -182,7 +182,7 @@ def main() -> None:
             rows.append(Row(f"{variant}: tokens/s, peak {r['peak_mb']:.0f} MB", f"{r['tok_s']:.1f}",
                             baseline=f"plain Trainer + PEFT {base['tok_s']:.1f} tok/s, peak {base['peak_mb']:.0f} MB",
                             ratio=f"{speed:.2f}x tok/s, {r['peak_mb'] / base['peak_mb']:.2f}x memory",
-                            target=targets.get(variant, "").strip(" ()"), met=met))
+                            target=targets.get(variant, "").strip(" ()").removeprefix("target "), met=met))
     record("train", rows, options(parser, args))
 
 
