@@ -33,7 +33,8 @@ class _Tee:
         self.log, self.terminal, self._line = log, terminal, ""
 
     def write(self, text: str) -> int:
-        self.log.write(mask_urls(scrub(text) or ""))  # keys never reach the log
+        if not self.log.closed:  # a library that kept this stream may still write after the run ends
+            self.log.write(mask_urls(scrub(text) or ""))  # keys never reach the log
         self._line += text
         *done, self._line = self._line.split("\n")
         for line in done:
@@ -42,7 +43,18 @@ class _Tee:
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
+
+    def close(self) -> None:  # absl and others close "their" stream at exit; the log file is ours to close
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
 
     def isatty(self) -> bool:  # tqdm and rich draw no live bars into a log
         return False

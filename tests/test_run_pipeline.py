@@ -2,7 +2,9 @@
 resume after kill -9 during training, and the demo end to end with its counts adding up."""
 
 import json
+from collections import Counter
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -72,10 +74,12 @@ def test_each_stage_is_reused_unchanged_and_reruns_when_its_input_or_config_chan
     target["content"] += " Also: call the plumber about the kitchen tap on Friday."
     export.write_text(json.dumps(notes), encoding="utf-8")
     rows = run_pipeline(cfg, ctx, until="synth").rows
+    # (synth's last run had limit=5, so its config changed too)
     assert [(r.stage, r.status, r.why) for r in rows] == [("curate", "ran", "input changed"),
-                                                          ("synth", "ran", "input changed")]
+                                                          ("synth", "ran", "input changed, config changed")]
     synth = store.get(rows[1].manifest.output.split(":")[1]).manifest
-    assert synth["new_calls"] == 1 and synth["cache_hits"] == synth["labeled"] - 1
+    assert synth["new_calls"] == 1  # every other answer came from the cache
+    assert synth["cache_hits"] + synth["new_calls"] == synth["labeled"] + synth["no_valid_output"]
 
     # every stage run is recorded with its inputs' hashes, config hash and code version
     recorded = history(ctx.project)
@@ -141,7 +145,7 @@ def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts
     home = tmp_path / "home"
 
     def checkpoint():
-        return any(p.is_file() for p in (home / "models").glob("notes-student/.runs/*/checkpoints/checkpoint-2/"
+        return any(p.is_file() for p in (home / "models").glob("notes-student/.runs/*/checkpoints/checkpoint-*/"
                                                                 "trainer_state.json"))
 
     code, _ = _demo(home, wait_for=checkpoint)
@@ -154,8 +158,9 @@ def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts
     assert [(stage, r["status"]) for stage, r in rows] == [
         ("curate", "reused"), ("synth", "reused"), ("review", "skipped"), ("train", "ran"), ("export", "skipped"),
         ("eval", "ran"), ("report", "ran")]
-    assert "[assay train] resuming from checkpoint-2" in out
-    assert _ledger_rows(home) == paid  # no teacher was asked twice
+    assert re.search(r"\[assay train\] resuming from checkpoint-[24]\b", out), out
+    asked = _ledger_rows(home)  # the eval stage asks the rule baseline about the gold notes: new keys only
+    assert paid and all(asked[key] == 1 for key in paid) and max(asked.values()) == 1  # no teacher asked twice
     assert "verdict:" in out and "report:" in out
     assert "{'loss'" not in out and "it/s]" not in out  # the trainer's dicts and bars went to the log
 
@@ -181,12 +186,15 @@ def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts
     assert time.time() - started < 60
 
 
-def _ledger_rows(home: Path) -> int:
+def _ledger_rows(home: Path) -> Counter:
+    """How many times each (teacher, prompt key) was answered, from the spend ledger."""
     import sqlite3
 
     with sqlite3.connect(home / ".assay" / "state.db") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return conn.execute("SELECT COUNT(*) FROM synth_ledger").fetchone()[0] if "synth_ledger" in tables else 0
+        if "synth_ledger" not in tables:
+            return Counter()
+        return Counter(conn.execute("SELECT teacher, key FROM synth_ledger WHERE status = 'ok'").fetchall())
 
 
 def _summary(home: Path) -> list[tuple[str, dict]]:
