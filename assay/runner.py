@@ -37,9 +37,14 @@ class SynthSection(_Section):
 
 
 class ReviewSection(BaseModel):
+    """skip; push (and train on the teachers' outputs); wait (push, wait until every record is answered,
+    pull); pull (push what is new, then train on the answers given so far)."""
+
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["skip", "push", "pull"] = "skip"
+    mode: Literal["skip", "push", "wait", "pull"] = "skip"
     workspace: str = "default"
+    wait_minutes: float = Field(60.0, gt=0)  # wait: give up (the same command waits again) after this long
+    poll_seconds: float = Field(30.0, gt=0)
 
 
 class TrainSection(_Section):

@@ -110,7 +110,8 @@ def _review_cfg(section, inputs: list[str], ctx: Context):
 
 
 def _review(inputs: list[str], cfg, ctx: Context) -> Outcome:
-    """push: candidates go to Argilla and training goes on with them; pull: push, then train on the answers."""
+    """push: candidates go to Argilla and training goes on with them; wait: push, wait until every record
+    is answered, pull; pull: push what is new, then train on the answers given so far."""
     from assay.store import DatasetStore
     from curation.review.client import connect, one_line_errors
     from curation.review.pull import pull
@@ -128,10 +129,36 @@ def _review(inputs: list[str], cfg, ctx: Context) -> Outcome:
         note = f"{pushed['added']} record(s) pushed to {pushed['dataset']!r} ({pushed['url']})"
         if cfg.mode == "push":
             return Outcome(inputs[0], rows_in=pushed["total"], rows_out=pushed["total"], notes=[note])
+        if cfg.mode == "wait":
+            _wait_for_answers(store, ref, client, cfg, ctx, pushed["url"])
         result = pull(store, ref, client)
     out = result.version.ref if result.version else (result.same_as or ref)
     return Outcome(f"dataset:{out}", rows_in=pushed["total"], rows_out=result.reviewed,
                    notes=[note, f"{result.reviewed} reviewed row(s) pulled into {out}"])
+
+
+def _wait_for_answers(store, ref: str, client, cfg, ctx: Context, url: str) -> None:
+    """Poll Argilla until every record is completed; after cfg.wait_minutes, stop with where it stands."""
+    import time
+
+    from curation.review.pull import progress
+
+    deadline = time.monotonic() + cfg.wait_minutes * 60
+    state = progress(store, ref, client)
+    ctx.log(f"[assay review] waiting for answers at {url}: {state['completed']}/{state['total']} record(s) completed")
+    advance, shown = ctx.track("records answered in Argilla", state["total"]), 0
+    while True:
+        advance(state["completed"] - shown)
+        shown = state["completed"]
+        if state["total"] and state["completed"] >= state["total"]:
+            return
+        if time.monotonic() >= deadline:
+            raise AssayError(f"review.mode=wait: {state['completed']}/{state['total']} record(s) of "
+                             f"{state['dataset']!r} completed after {cfg.wait_minutes:g} min; run the same command "
+                             "to wait again (nothing is pushed twice), or set review.mode=pull to train on the "
+                             "answers so far")
+        time.sleep(min(cfg.poll_seconds, max(0.0, deadline - time.monotonic())))
+        state = progress(store, ref, client)
 
 
 # ---------------------------------------------------------------- train

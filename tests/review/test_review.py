@@ -205,3 +205,32 @@ def test_possible_duplicates_pushed_as_same_note_question(server):
         questions = owner.get(f"/api/v1/datasets/{record['dataset_id']}/questions").json()["items"]
     same = [q for q in questions if q["name"] == "same_note"][0]
     assert {o["value"] for o in same["settings"]["options"]} == {"keep_both", "keep_a", "keep_b"}
+
+
+def test_pipeline_review_stage_waits_for_every_answer_then_pulls(server):
+    """review.mode=wait pushes, stops with where it stands when no one answered in time, and once every
+    record is answered the same stage pulls the answers into the version training reads."""
+    import pytest
+
+    from assay.errors import AssayError
+    from assay.project import Project
+    from assay.runner import ReviewSection, run_stage
+    from assay.stage import Context
+
+    make_version(server.home, "waiting", 2)
+    ctx = Context(Project(server.home))
+    section = ReviewSection(mode="wait", wait_minutes=0.01, poll_seconds=0.2)
+    with pytest.raises(AssayError, match=r"0/2 record\(s\) of 'waiting-v1-summarize' completed"):
+        run_stage("review", section, ["dataset:waiting@v1"], ctx)
+
+    ann = annotator(server, "ann")
+    records = server_records(server, "waiting-v1-summarize")
+    submit(server, ann, records[record_id("summarize", "waiting-note-00000")], {"output": "Water on day 0."})
+    submit(server, ann, records[record_id("summarize", "waiting-note-00001")],
+           {"output": "Water the tomatoes on day 1."})  # accepted as suggested
+    row = run_stage("review", section, ["dataset:waiting@v1"], ctx)
+    assert (row.status, row.manifest.output, row.manifest.rows_in, row.manifest.rows_out) == (
+        "ran", "dataset:waiting@v2", 2, 2)
+    assert "0 record(s) pushed" in row.manifest.notes[0]  # the second run sent nothing again
+    data = DatasetStore(server.home / "datasets").get("waiting@v2").data()
+    assert dict(zip(data["note_id"], data["output"]))["waiting-note-00000"] == "Water on day 0."
