@@ -220,7 +220,7 @@ def run_stage(name: str, section, source: list[str], ctx: Context, *, dry_run: b
     found = None if (stage.always_run or force) else find(ctx, fp)
     if found is not None:
         return Row(name, "would reuse" if dry_run else "reused", time.time() - started, found,
-                   why="inputs, config and code unchanged")
+                   why="unchanged")
     if reuse_only:
         raise _Missing(name)
     why = _why_run(ctx, name, inputs, config_hash, stage.always_run)
@@ -250,5 +250,5 @@ def _why_run(ctx: Context, name: str, inputs, config_hash: str, always: bool) ->
     if last.config_hash != config_hash:
         changed.append("config changed")
     if last.code_version != code_version():
-        changed.append(f"code {last.code_version} -> {code_version()}")
+        changed.append("code changed")  # both versions are in the manifests
     return ", ".join(changed) or "the earlier output is gone"

@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,14 +32,23 @@ CREATE TABLE IF NOT EXISTS stage_runs (
 """
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
-    """The installed assay's version: outputs of another release are not reused."""
+    """The installed assay's version plus a digest of its source (Python files and templates), so outputs
+    of another release, or of edited code in a checkout, are not reused."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("assay")
+        release = version("assay")
     except PackageNotFoundError:
-        return "0+unknown"
+        release = "0+unknown"
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for package in ("assay", "curation", "training", "evals"):
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in (".py", ".j2", ".html", ".js", ".css") and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{release}+src.{h.hexdigest()[:12]}"
 
 
 def digest(obj: Any) -> str:
