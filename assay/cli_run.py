@@ -170,7 +170,7 @@ def show_summary(term: Console, run, only) -> None:
         why = row.why
         if only is not None and row.stage not in only and row.status in ("ran", "reused"):
             why = f"needed by a stage asked for; {why}"
-        rows = f"{_n(m.rows_in)}>{_n(m.rows_out)}" if m and (m.rows_in or m.rows_out) else ""
+        rows = "" if not m else ">".join(_n(n) for n in (m.rows_in, m.rows_out) if n is not None)
         table.add_row(row.stage, row.status, f"{row.seconds:.0f} s" if row.status in ("ran", "reused") else "",
                       rows, f"${m.spend_usd:.2f}" if m else "",
                       safe((m.verdict or m.output.partition(":")[2] if m.output else "") if m else ""), safe(why))

@@ -169,7 +169,9 @@ def _train_cfg(section, inputs: list[str], ctx: Context):
 
     cfg = training.load(section.config, list(section.overrides) + [f"data.dataset={_ref(inputs[0])}"],
                         project=ctx.project)
-    return cfg, cfg.model_dump(mode="json")
+    hashed = cfg.model_dump(mode="json")
+    hashed["data"].pop("dataset")  # the input, hashed with its content: a new dataset is "input changed"
+    return cfg, hashed
 
 
 def _train(inputs: list[str], cfg, ctx: Context) -> Outcome:
@@ -185,10 +187,14 @@ def _train(inputs: list[str], cfg, ctx: Context) -> Outcome:
     model = train(cfg, project=ctx.project, resume=True)
     info = json.loads((model.path / "run.json").read_text(encoding="utf-8"))
     data = info.get("data", {})
-    return Outcome(f"model:{model.ref}", rows_in=data.get("train_rows", 0) + data.get("validation_rows", 0),
-                   rows_out=data.get("train_rows"), spend_usd=model.cost_usd,
-                   notes=[f"{data.get('train_rows')} train / {data.get('validation_rows')} validation rows, "
-                          f"{model.wall_time_s:.0f} s"])
+    from assay.store import DatasetStore
+
+    rows = DatasetStore(ctx.project.datasets).get(_ref(inputs[0])).manifest["rows"]
+    used = data.get("train_rows", 0) + data.get("validation_rows", 0)
+    return Outcome(f"model:{model.ref}", rows_in=rows, rows_out=used, spend_usd=model.cost_usd,
+                   notes=[f"{used} of the dataset's {rows} rows are labeled train/validation rows: "
+                          f"{data.get('train_rows')} trained on, {data.get('validation_rows')} for validation "
+                          f"({model.wall_time_s:.0f} s)"])
 
 
 # ---------------------------------------------------------------- export

@@ -174,6 +174,9 @@ def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts
     trainable = data.filter(pl.col("output").is_not_null())
     assert run["data"]["train_rows"] == trainable.filter(pl.col("split") == "train").height
     assert run["data"]["validation_rows"] == trainable.filter(pl.col("split") == "validation").height
+    train_row = dict(rows)["train"]  # the summary's rows in > out: the dataset's rows > the rows training used
+    assert (train_row["rows_in"], train_row["rows_out"]) == (
+        data.height, trainable.filter(pl.col("split").is_in(["train", "validation"])).height)
     results = json.loads((home / "reports" / "notes-student-v1.0.0-summarize" / "results.json").read_text())
     assert len(results["examples"]) == 6 and results["verdict"]["decision"] in ("SHIP", "NO-SHIP")
     assert (home / "reports" / "notes-student-v1.0.0-summarize" / "index.html").stat().st_size > 10_000
