@@ -77,7 +77,7 @@ def open_run(run: RunDir, cfg, *, resume: bool) -> tuple[Path | None, str]:
             cut_log(run.log, step)  # steps logged after the checkpoint will be trained (and logged) again
         wait_for_everyone()
         return checkpoint, f"resuming from {checkpoint.name}"
-    note = ("--resume: no checkpoint of this config and dataset yet, starting from step 0" if resume
+    note = ("no checkpoint of this config and dataset to resume from: starting at step 0" if resume
             else f"an interrupted run reached {checkpoint.name}; pass --resume to continue it. Starting over"
             if checkpoint else "")
     if is_main_process():
