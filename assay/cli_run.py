@@ -160,6 +160,7 @@ def show_stage(term: Console, project, row, always: bool = False) -> None:
 
 def show_summary(term: Console, run, only) -> None:
     from assay.display import safe
+    from assay.runner import REVIEW_OFF
 
     table = Table(title="pipeline")
     for col in ("stage", "status", "time", "rows in>out", "spend", "output / verdict", "why"):
@@ -175,6 +176,9 @@ def show_summary(term: Console, run, only) -> None:
                       rows, f"${m.spend_usd:.2f}" if m else "",
                       safe((m.verdict or m.output.partition(":")[2] if m.output else "") if m else ""), safe(why))
     term.print(table)
+    if any(r.stage == "review" and r.status == "skipped" and r.why == REVIEW_OFF for r in run.rows):
+        term.print("review: off (review.mode is skip). To review the teachers' candidates in Argilla: "
+                   "`assay review serve`, then the same command with review.mode=wait", highlight=False, markup=False)
     if run.verdict:
         report = run.output("report") or run.output("eval")
         colour = "green" if run.verdict == "SHIP" else "bold red"

@@ -105,12 +105,15 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     return cfg
 
 
+REVIEW_OFF = "review.mode is skip"
+
+
 def _skip_reason(name: str, cfg: PipelineConfig) -> str | None:
     """Why a stage is off in this pipeline (None: it runs)."""
     if name == "synth" and not cfg.synth.enabled:
         return "synth.enabled is false"
     if name == "review" and cfg.review.mode == "skip":
-        return "review.mode is skip"
+        return REVIEW_OFF
     if name == "export" and not cfg.export.formats:
         return "export.formats is empty"
     if name == "report" and not cfg.report.enabled:

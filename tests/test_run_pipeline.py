@@ -162,6 +162,7 @@ def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts
     asked = _ledger_rows(home)  # the eval stage asks the rule baseline about the gold notes: new keys only
     assert paid and all(asked[key] == 1 for key in paid) and max(asked.values()) == 1  # no teacher asked twice
     assert "verdict:" in out and "report:" in out
+    assert "`assay review serve`, then the same command with review.mode=wait" in out  # how to turn review on
     assert "{'loss'" not in out and "it/s]" not in out  # the trainer's dicts and bars went to the log
 
     # the counts add up from the export to the report
