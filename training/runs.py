@@ -117,7 +117,7 @@ def finish(project: Project, run: RunDir, cfg, *, save, recipe: str, base_model:
             "dataset": dataset.ref, "dataset_hash": dataset.manifest["content_hash"], "teachers": teachers,
             "metrics": metrics, "data": data_stats, "wall_time_s": round(wall_time_s, 1), "device": device,
             "hourly_rate_usd": cfg.output.hourly_rate_usd, "cost_usd": cost, "libraries": library_versions(),
-            "seed": cfg.train.seed,
+            "seed": cfg.train.seed, "review": review_coverage(dataset.manifest),
         }
         (folder / "run.json").write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
         (folder / "README.md").write_text(_card(info, extra_card or []), encoding="utf-8")
@@ -154,6 +154,7 @@ def _card(info: dict[str, Any], extra: list[str]) -> str:
         f"- base model: {info['base_model']} ({info['architecture']})",
         f"- dataset: {info['dataset']} (content {info['dataset_hash']})",
         f"- teachers in the training data: {teachers}",
+        f"- human review: {review_line(info.get('review'))}",
         f"- parent version: {info['parent'] or 'none'}",
         f"- trained on: {info['device']}, wall time {info['wall_time_s']:.0f} s, "
         f"estimated cost ${info['cost_usd']:.4f} at ${info['hourly_rate_usd']}/h",
@@ -177,6 +178,27 @@ def _card(info: dict[str, Any], extra: list[str]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def review_coverage(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """What people reviewed in the dataset a model is trained on (None: a version no review pulled into)."""
+    review, coverage = manifest.get("review"), manifest.get("review_coverage")
+    if not review or not coverage:
+        return None
+    return {"task": review.get("task"), "rows": coverage["rows"], "reviewed": coverage["reviewed"],
+            "decisions": review.get("decisions", {}), "annotators": sorted(review.get("annotators", {})),
+            "agreement": {q: a.get("value") for q, a in review.get("agreement", {}).items()},
+            "argilla_dataset": review.get("argilla_dataset")}
+
+
+def review_line(review: dict[str, Any] | None) -> str:
+    if not review:
+        return "none (the outputs are the teachers' or the export's, as selected)"
+    decisions = ", ".join(f"{k} {v}" for k, v in review["decisions"].items()) or "no decisions"
+    alpha = ", ".join(f"{q} {'n/a' if v is None else f'{v:.2f}'}" for q, v in review["agreement"].items())
+    return (f"{review['reviewed']} of {review['rows']} {review['task']} rows answered in Argilla "
+            f"({decisions}) by {len(review['annotators'])} annotator(s) in {review['argilla_dataset']!r}; "
+            f"agreement (Krippendorff's alpha): {alpha or 'n/a'}")
 
 
 def _fmt(value: Any) -> str:

@@ -95,6 +95,7 @@ def test_push_annotate_pull(server):
 def test_reviewed_output_reaches_training(server):
     """The training loader reads a reviewed row's corrected answer, and skips a rejected one."""
     from training.data import to_examples
+    from training.runs import review_coverage, review_line
 
     make_version(server.home, "train-src", 3)
     run(server, "push", "train-src")
@@ -103,12 +104,19 @@ def test_reviewed_output_reaches_training(server):
     submit(server, ann, records[record_id("summarize", "train-src-note-00000")], {"output": "Compost on day 0."})
     submit(server, ann, records[record_id("summarize", "train-src-note-00001")], {}, status="discarded")
     run(server, "pull", "train-src", "--include-discarded")
-    examples, dropped = to_examples(DatasetStore(server.home / "datasets").get("train-src").data())
+    reviewed = DatasetStore(server.home / "datasets").get("train-src")
+    examples, dropped = to_examples(reviewed.data())
     answers = {e.note_id: e.completion for e in examples}
     assert answers["train-src-note-00000"] == "Compost on day 0."
     assert "train-src-note-00001" not in answers and dropped["rejected_in_review"] == 1
     assert answers["train-src-note-00002"] == "Water the tomatoes on day 2."
     assert examples[0].prompt[-1]["content"].startswith(INSTRUCTION)
+    # the model card of a model trained on this version names the review coverage
+    assert review_line(review_coverage(reviewed.manifest)) == (
+        "2 of 3 summarize rows answered in Argilla (corrected 1, rejected 1) by 1 annotator(s) in "
+        "'train-src-v1-summarize'; agreement (Krippendorff's alpha): output n/a, quality n/a")
+    assert review_line(review_coverage(DatasetStore(server.home / "datasets").get("train-src@v1").manifest)) \
+        .startswith("none")
 
 
 def test_server_killed_mid_push_then_push_again(server):
