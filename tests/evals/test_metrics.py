@@ -194,3 +194,40 @@ def test_gate_config_refuses_a_rule_without_a_condition():
         GateConfig.model_validate({"rules": [{"metric": "rougeL"}]})
     with pytest.raises(ValidationError, match="set against"):
         GateConfig.model_validate({"rules": [{"metric": "rougeL", "must": "better"}]})
+
+
+def test_embedding_similarity_hand_values():
+    """Unit vectors: the metric is their dot product; no answer scores 0; no teacher output is undefined."""
+    sim, to_teacher = get_metric("embed_sim"), get_metric("embed_sim_teacher")
+    a, b = [1.0, 0.0], [0.6, 0.8]
+    assert sim.per_example(Item("x", "y", extras={"emb_prediction": a, "emb_reference": b})) == pytest.approx(0.6)
+    assert sim.per_example(Item(None, "y", extras={"emb_prediction": None, "emb_reference": b})) == 0.0
+    assert to_teacher.per_example(Item("x", "y", extras={"emb_prediction": a, "emb_reference": b})) is None
+    assert to_teacher.per_example(Item("x", "y", extras={"emb_prediction": a, "emb_teacher": [0.0, 1.0]})) == 0.0
+    assert sim.score([Item("x", "y", extras={"emb_prediction": a, "emb_reference": v}) for v in (a, b)]) == \
+        pytest.approx(0.8)
+
+
+@pytest.mark.slow
+def test_embedding_similarity_with_the_embedded_minilm(assay_cache):
+    """The evaluator's embeddings (all-MiniLM-L6-v2) give the cosine numpy computes from the model's own vectors."""
+    from assay.models import load_embedder
+    from evals.run import _embed
+
+    texts = ["The council approved the new bus lane on Main Street.",
+             "A bus lane on Main Street was approved by the council.",
+             "Preheat the oven to 200 degrees and bake the bread for forty minutes."]
+    vectors = _embed(texts, lambda n: None)
+    raw = load_embedder().encode(texts)
+    sim = get_metric("embed_sim")
+
+    def score(x, y):
+        return sim.per_example(Item(x, y, extras={"emb_prediction": vectors[x], "emb_reference": vectors[y]}))
+
+    def cosine(i, j):
+        return float(raw[i] @ raw[j] / np.linalg.norm(raw[i]) / np.linalg.norm(raw[j]))
+
+    assert score(texts[0], texts[0]) == pytest.approx(1.0, abs=1e-5)
+    assert score(texts[0], texts[1]) == pytest.approx(cosine(0, 1), abs=1e-5)
+    assert score(texts[0], texts[2]) == pytest.approx(cosine(0, 2), abs=1e-5)
+    assert score(texts[0], texts[1]) > 0.8 > 0.2 > score(texts[0], texts[2])  # a paraphrase vs another subject

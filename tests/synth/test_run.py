@@ -328,3 +328,31 @@ def test_batch_mode_goes_through_the_batch_api_and_is_cached_like_any_call(remot
     assert run.version.data().height == len(NOTES) and run.version.manifest["egress"]["rows_redacted"] == len(NOTES)
     again = synth(version.ref, cfg.model_copy(update={"select": "rules"}), store=store, project=project)
     assert again.version.manifest["new_calls"] == 0
+
+
+def test_eval_asks_a_teacher_nothing_it_answered_during_synth(remote, tmp_path):
+    """`assay eval --against teacher:SPEC` reads the replies synth paid for: same request, same cache key."""
+    from evals.predict import Contestant, predict_teacher
+    from evals.suite import load_examples, load_suite
+
+    store = DatasetStore(tmp_path / "datasets")
+    df = notes_frame({"note_id": i, "title": None, "text": t, "category": c, "origin": "export", "synthetic": False}
+                     for i, c, t in NOTES).with_columns(pl.lit("test").alias("split"))
+    version = store.write("notes", df, step="curate", config={}, gaps=[])
+    project = Project(tmp_path)
+    spec = "anthropic:claude-haiku-4-5"
+    labeled = synth(version.ref, SynthConfig(teachers=["rule:lead", spec], limits=FAST), store=store,
+                    project=project).version
+    asked = len(remote.bodies)
+    assert asked == len(NOTES)
+
+    suite = load_suite("summarize-test", [f"data.dataset={labeled.ref}"])
+    examples, _ = load_examples(suite, store=store)
+    assert sorted(e.note_id for e in examples) == sorted(n for n, _, _ in NOTES)
+    teacher = Contestant(f"teacher:{spec}", spec, "teacher", f"teacher:{spec}", spec=spec)
+    predictions, spent = predict_teacher(teacher, suite, examples, "", project=project)
+    assert len(remote.bodies) == asked  # nothing new reached the provider
+    assert (spent["calls"], spent["cached"], spent["spend_usd"]) == (0, len(NOTES), 0)
+    candidates = labeled.table("candidates").filter(pl.col("teacher") == spec)
+    paid = dict(zip(candidates["note_id"], candidates["output"]))
+    assert [p.text for p in predictions] == [paid[e.note_id] for e in examples]  # the same answers, parsed alike
