@@ -39,8 +39,8 @@ def eval_cmd(
 
 
 def report_cmd(
-    run: Optional[str] = typer.Argument(None, help="An eval run id (reports/<id>) or its folder."),
-    compare: Optional[list[str]] = typer.Option(None, "--compare", help="Two runs of one suite: --compare A --compare B."),
+    runs: Optional[list[str]] = typer.Argument(None, help="An eval run id (reports/<id>) or its folder; two with --compare."),
+    compare: bool = typer.Option(False, "--compare", help="Compare two runs of one suite: --compare RUN_A RUN_B."),
 ) -> None:
     """Rebuild a run's HTML report from its stored results, or compare two runs side by side."""
     from assay.errors import AssayError
@@ -49,18 +49,19 @@ def report_cmd(
     from evals.run import load_results
 
     project = Project.current()
+    runs = runs or []
     if compare:
-        if len(compare) != 2:
-            raise AssayError("--compare takes exactly two runs: --compare RUN_A --compare RUN_B")
-        (a, _), (b, _) = load_results(project, compare[0]), load_results(project, compare[1])
+        if len(runs) != 2:
+            raise AssayError(f"--compare takes exactly two runs (got {len(runs)}): assay report --compare RUN_A RUN_B")
+        (a, _), (b, _) = load_results(project, runs[0]), load_results(project, runs[1])
         out = project.reports / f"compare-{a['run_id']}-vs-{b['run_id']}"
         out.mkdir(parents=True, exist_ok=True)
         (out / "index.html").write_text(compare_html(a, b), encoding="utf-8")
         console.print(f"report: {out / 'index.html'}", highlight=False)
         return
-    if not run:
-        raise AssayError("name a run (assay report RUN) or two with --compare")
-    results, folder = load_results(project, run)
+    if len(runs) != 1:
+        raise AssayError("name one run (assay report RUN), or two with --compare (assay report --compare RUN_A RUN_B)")
+    results, folder = load_results(project, runs[0])
     path = write_report(results, folder)
     console.print(f"report: {path}", highlight=False)
 

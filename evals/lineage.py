@@ -171,6 +171,9 @@ def record_verdict(project: Project, candidate, results: dict, folder: Path) -> 
         conn.execute("INSERT OR REPLACE INTO eval_runs VALUES (?,?,?,?,?,?,?,?,?)",
                      (results["run_id"], candidate.name, candidate.version, suite["key"], suite["headline"], value,
                       decision, str(folder), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+    from training.registry import set_verdict
+
+    set_verdict(project, candidate.ref, decision, folder / "index.html")
     _update_card(Path(candidate.path), project)
 
 

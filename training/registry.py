@@ -42,9 +42,12 @@ CREATE TABLE IF NOT EXISTS model_registry (
     device TEXT NOT NULL,
     cost_usd REAL NOT NULL,
     created_at TEXT NOT NULL,
+    verdict TEXT,
+    report TEXT,
     PRIMARY KEY (name, version)
 )
 """
+LATER_COLUMNS = ("verdict", "report")  # the latest eval's decision and report, set by `assay eval`
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class ModelVersion:
     device: str
     cost_usd: float
     created_at: str
+    verdict: str | None = None  # the latest `assay eval` decision (all of them: evals.lineage.verdicts)
+    report: str | None = None  # that eval's index.html
 
     @property
     def ref(self) -> str:
@@ -73,6 +78,10 @@ class ModelVersion:
 def _connect(project: Project) -> sqlite3.Connection:
     conn = project.db()
     conn.execute(SCHEMA)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(model_registry)")}
+    for column in LATER_COLUMNS:  # registries written before these columns existed
+        if column not in have:
+            conn.execute(f"ALTER TABLE model_registry ADD COLUMN {column} TEXT")
     return conn
 
 
@@ -89,7 +98,7 @@ def _row(row: sqlite3.Row) -> ModelVersion:
         recipe=row["recipe"], base_model=row["base_model"], architecture=row["architecture"],
         dataset=row["dataset"], dataset_hash=row["dataset_hash"], teachers=json.loads(row["teachers"]),
         metrics=json.loads(row["metrics"]), wall_time_s=row["wall_time_s"], device=row["device"],
-        cost_usd=row["cost_usd"], created_at=row["created_at"])
+        cost_usd=row["cost_usd"], created_at=row["created_at"], verdict=row["verdict"], report=row["report"])
 
 
 def versions(project: Project, name: str) -> list[ModelVersion]:
@@ -122,7 +131,16 @@ def list_models(project: Project | None = None) -> list[dict[str, Any]]:
         "base_model": r["base_model"], "dataset": r["dataset"], "teachers": json.loads(r["teachers"]),
         "metrics": json.loads(r["metrics"]), "wall_time_s": r["wall_time_s"], "device": r["device"],
         "cost_usd": r["cost_usd"], "created_at": r["created_at"], "path": r["path"],
+        "verdict": r["verdict"], "report": r["report"],
     } for r in rows]
+
+
+def set_verdict(project: Project, ref: str, decision: str, report: Path) -> None:
+    """The latest eval's decision and report path on the version's registry row."""
+    name, _, version = ref.partition("@")
+    with _connect(project) as conn:
+        conn.execute("UPDATE model_registry SET verdict = ?, report = ? WHERE name = ? AND version = ?",
+                     (decision, str(report), name, version))
 
 
 def next_version(parent: ModelVersion | None, *, base_model: str, architecture: str,
@@ -160,7 +178,9 @@ def register(project: Project, name: str, fill: Callable[[Path, str, str | None]
             raise StoreError(f"{target} exists but is not registered; move it away and rerun")
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         conn.execute(
-            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO model_registry (name, version, parent, recipe, base_model, architecture, dataset, "
+            "dataset_hash, teachers, path, metrics, config, wall_time_s, device, cost_usd, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, version, parent.ref if parent else None, recipe, base_model, architecture, dataset,
              dataset_hash, json.dumps(teachers), str(target), json.dumps(metrics), json.dumps(config, default=str),
              wall_time_s, device, cost_usd, created))

@@ -96,6 +96,9 @@ def test_training_lineage_and_trend_come_from_this_run(evaluated):
     assert results["trend"][0]["value"] == results["scores"]["previous"]["rougeL"]
     card = (home / "models/notes-student/v1.0.1/README.md").read_text()
     assert "## Evaluations" in card and results["verdict"]["decision"] in card
+    with sqlite3.connect(home / ".assay" / "state.db") as db:  # and on the version's registry row
+        row = db.execute("SELECT verdict, report FROM model_registry WHERE version = 'v1.0.1'").fetchone()
+    assert row == (results["verdict"]["decision"], str(home / "reports" / "notes-student-v1.0.1-summarize" / "index.html"))
     listing = run(home, "models", "list").stdout
     assert f"summarize/v1: {results['verdict']['decision']}" in listing and "not evaluated" in listing  # v1.0.0
 
@@ -115,6 +118,18 @@ def test_a_second_eval_generates_nothing_and_report_rebuilds(evaluated):
     (folder / "index.html").unlink()
     run(home, "report", "notes-student-v1.0.1-summarize")
     assert (folder / "index.html").is_file()
+
+
+def test_report_compares_two_runs_of_one_suite_from_the_cli(evaluated):
+    home, _, folder, results = evaluated
+    proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.0", "--against", "base", *SMALL_EVAL)
+    assert "notes-student@v1.0.0 0 new, 6 cached" in proc.stdout  # it was the previous version in the first eval
+    out = run(home, "report", "--compare", "notes-student-v1.0.0-summarize", "notes-student-v1.0.1-summarize").stdout
+    page = Path(out.strip().splitlines()[-1].removeprefix("report: "))
+    assert page.parent.parent == home / "reports" and page.is_file()
+    assert "notes-student@v1.0.0" in page.read_text() and "notes-student@v1.0.1" in page.read_text()
+    one = run(home, "report", "--compare", "notes-student-v1.0.0-summarize", ok=(1, 2))
+    assert "--compare takes exactly two runs (got 1)" in one.stderr + one.stdout and "Traceback" not in one.stderr
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium is not installed")
