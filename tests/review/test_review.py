@@ -242,3 +242,22 @@ def test_pipeline_review_stage_waits_for_every_answer_then_pulls(server):
     assert "0 record(s) pushed" in row.manifest.notes[0]  # the second run sent nothing again
     data = DatasetStore(server.home / "datasets").get("waiting@v2").data()
     assert dict(zip(data["note_id"], data["output"]))["waiting-note-00000"] == "Water on day 0."
+
+
+def test_only_pushes_the_rows_asked_for_and_pull_applies_the_text_rule(server):
+    make_version(server.home, "only", 20)  # every 5th row synthetic; agreement (i * 37 % 100) / 100
+    run(server, "push", "only", "--only", "synthetic", "--min-submitted", "2")
+    ids = {i: record_id("summarize", f"only-note-{i:05d}") for i in range(20)}
+    assert set(server_records(server, "only-v1-summarize")) == {ids[i] for i in (0, 5, 10, 15)}
+    run(server, "push", "only", "--only", "low-agreement", "--low-agreement", "0.3")
+    low = {i for i in range(20) if (i * 37 % 100) / 100 < 0.3}
+    assert low and set(server_records(server, "only-v1-summarize")) == {ids[i] for i in {0, 5, 10, 15} | low}
+
+    records = server_records(server, "only-v1-summarize")
+    first, second = annotator(server, "only-a"), annotator(server, "only-b")
+    submit(server, first, records[ids[5]], {"output": "Water on day 5."})
+    submit(server, second, records[ids[5]], {"output": "Water the tomatoes on day 5 and buy compost 5."})
+    run(server, "pull", "only", "--text-rule", "longest")
+    row = DatasetStore(server.home / "datasets").get("only").data().filter(pl.col("note_id") == "only-note-00005")
+    assert row["output"][0] == "Water the tomatoes on day 5 and buy compost 5."
+    assert row["reviewers"].to_list()[0] == ["only-a", "only-b"] and row["decision"][0] == "corrected"
