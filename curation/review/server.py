@@ -279,11 +279,14 @@ def stop(project: Project, timeout: float = 30) -> bool:
     if info is None:
         return False
     os.kill(info["pid"], signal.SIGTERM)
+    runtime = Paths.of(project).runtime  # removed by the supervisor once its children have stopped
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not runtime.exists():
+            return True
         try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
+            os.kill(info["pid"], 0)  # a supervisor that died without cleaning up (an exited, unreaped child
+        except ProcessLookupError:  # of whoever started it still answers here, so the file is what counts)
             return True
         time.sleep(0.2)
     raise ReviewServerError(f"the embedded Argilla (pid {info['pid']}) did not stop within {timeout:.0f}s")

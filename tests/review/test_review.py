@@ -122,6 +122,8 @@ def test_reviewed_output_reaches_training(server):
 def test_server_killed_mid_push_then_push_again(server):
     n = 2500  # five bulk requests of 500
     make_version(server.home, "crash", n)
+    session = httpx.post(f"{server.url}/api/v1/token",  # a UI login from before the crash
+                         data={"username": "owner", "password": server.creds["password"]}).json()["access_token"]
     push = subprocess.Popen([sys.executable, "-m", "assay", "review", "push", "crash"], env=server.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     api = [c for c in server.children() if "serve" in " ".join(c.cmdline())][0]
@@ -147,6 +149,11 @@ def test_server_killed_mid_push_then_push_again(server):
         dataset_id = next(iter(records.values()))["dataset_id"]
         found = owner.post(f"/api/v1/me/datasets/{dataset_id}/records/search", params={"limit": 1}, json={}).json()
         assert found["total"] == n
+    # the restarted server kept its auth secret: the login from before still works, nobody was logged out
+    me = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {session}"}, timeout=30)
+    assert me.status_code == 200 and me.json()["username"] == "owner"
+    forged = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {session[:-4]}AAAA"}, timeout=30)
+    assert forged.status_code == 401  # and it does check the signature
 
 
 def test_wrong_key_and_unreachable_url_are_one_line(server):
@@ -261,3 +268,26 @@ def test_only_pushes_the_rows_asked_for_and_pull_applies_the_text_rule(server):
     row = DatasetStore(server.home / "datasets").get("only").data().filter(pl.col("note_id") == "only-note-00005")
     assert row["output"][0] == "Water the tomatoes on day 5 and buy compost 5."
     assert row["reviewers"].to_list()[0] == ["only-a", "only-b"] and row["decision"][0] == "corrected"
+
+
+def test_serve_stop_then_start_again_keeps_data_and_credentials(tmp_path):
+    """A second project's server: `serve --stop` ends it and its Redis; a new start finds the records and keys."""
+    from conftest import Server, free_port
+
+    other = Server(tmp_path, free_port())
+    other.start()
+    try:
+        make_version(tmp_path, "keep", 3)
+        run(other, "push", "keep")
+        creds, children = other.creds, other.children()
+        stopped = run(other, "serve", "--stop")
+        assert "stopped the embedded Argilla" in stopped.stdout
+        assert other.proc.wait(60) == 0 and not (tmp_path / ".assay" / "argilla" / "server.json").exists()
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]  # redis too
+        assert "no embedded Argilla is running" in run(other, "serve", "--stop").stdout
+        other.start()
+        assert other.creds == creds  # the same owner password and API key, not new ones
+        assert set(server_records(other, "keep-v1-summarize")) == {record_id("summarize", f"keep-note-{i:05d}")
+                                                                   for i in range(3)}
+    finally:
+        other.stop()
