@@ -15,7 +15,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SMALL_TRAIN = ["train.max_steps=4", "train.save_steps=2", "eval.every_steps=2", "eval.generate_examples=1",
                "eval.max_new_tokens=16", "data.dataset=notes@v1"]
-SMALL_EVAL = ["data.limit=6", "generation.max_new_tokens=24"]
+SMALL_EVAL = ["data.limit=6", "generation.max_new_tokens=24", "ondevice.prompts=2", "ondevice.max_new_tokens=4"]
+EMPTY_CHART = ("this run has no training record", "the training log has no loss values",
+               "no baseline was compared with the candidate", "no registered version of this model has a",
+               "no export of this model was measured on device")  # what a chart says when its run gave it nothing
 pytestmark = pytest.mark.slow
 
 
@@ -33,6 +36,7 @@ def evaluated(tmp_path_factory, assay_cache):
     run(home, "curate", "datasets/sample/notes.json", "--config", "datasets/sample/curate.yaml")
     run(home, "train", "training/configs/demo.yaml", *SMALL_TRAIN)
     run(home, "train", "training/configs/demo.yaml", *SMALL_TRAIN, "train.learning_rate=0.0005")
+    run(home, "export", "notes-student@v1.0.1", "--format", "int8")
     proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.1", "--against", "previous,base,rule:lead",
                "--gate", "evals/gates/default.yaml", *SMALL_EVAL, ok=(0, 4))
     folder = home / "reports" / "notes-student-v1.0.1-summarize"
@@ -101,6 +105,20 @@ def test_training_lineage_and_trend_come_from_this_run(evaluated):
     assert row == (results["verdict"]["decision"], str(home / "reports" / "notes-student-v1.0.1-summarize" / "index.html"))
     listing = run(home, "models", "list").stdout
     assert f"summarize/v1: {results['verdict']['decision']}" in listing and "not evaluated" in listing  # v1.0.0
+
+
+def test_every_section_of_the_report_is_filled_from_this_run(evaluated):
+    home, _, folder, results = evaluated
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    assert not [why for why in EMPTY_CHART if why in page]
+    device = {d["format"]: d for d in results["ondevice"]}
+    assert list(device) == ["int8"] and device["int8"]["prompts"] == 2
+    assert 0 < device["int8"]["latency_p50_ms"] <= device["int8"]["latency_p95_ms"]
+    assert device["int8"]["size_mb"] > 0 and device["int8"]["peak_memory_mb"] > 0 and device["int8"]["ttft_ms"] > 0
+    assert "On-device figures" in page and "Latency per example by export format" in page
+    lineage = results["lineage"]
+    assert lineage["dataset"] in page and str(lineage["curation"]["rows_in"]) in page
+    assert [m["name"] for m in results["metrics"]] and all(f">{m['label']}" in page for m in results["metrics"])
 
 
 def test_a_second_eval_generates_nothing_and_report_rebuilds(evaluated):
