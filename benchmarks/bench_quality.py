@@ -326,7 +326,9 @@ def main() -> None:
                   f"train {row['train_s']:.0f} s, peak {row['peak_mb']} MB; in-run {json.dumps(out['metrics'])}",
                   flush=True)
     print_table(results)
-    record("quality", recorded(results), options(parser, args))
+    everything = args.sets == ",".join(SETS)  # a run of some sets keeps its own record beside the full one
+    record("quality" if everything else f"quality-{args.sets.replace(',', '-')}", recorded(results),
+           options(parser, args))
     if args.save:
         Path(args.save).write_text(json.dumps({"results": results, "predictions": saved,
                                                "overrides": args.override, "provenance": provenance}), encoding="utf-8")
