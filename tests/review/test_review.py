@@ -14,7 +14,7 @@ import polars as pl
 import psutil
 
 from assay.store import DatasetStore
-from conftest import INSTRUCTION, TEACHERS, annotator, make_version, server_records, submit
+from conftest import INSTRUCTION, TEACHERS, Server, annotator, free_port, make_version, server_records, submit
 from curation.review.push import record_id
 
 
@@ -272,7 +272,6 @@ def test_only_pushes_the_rows_asked_for_and_pull_applies_the_text_rule(server):
 
 def test_serve_stop_then_start_again_keeps_data_and_credentials(tmp_path):
     """A second project's server: `serve --stop` ends it and its Redis; a new start finds the records and keys."""
-    from conftest import Server, free_port
 
     other = Server(tmp_path, free_port())
     other.start()
