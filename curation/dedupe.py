@@ -34,27 +34,27 @@ import numpy as np
 import polars as pl
 
 from curation import minhash
+from curation.clusters import CLUSTER_SCHEMA, allowed_mask, edge_components, int_codes, note_texts, resolve, string_col
 from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
+from curation.similarity import embed_unit, load_embedder, long_enough, similar_pairs, word_overlap
 from curation.steps import StepResult, split_by_reason
 
 Progress = Callable[[int], None]
-CLUSTER_SCHEMA = {"cluster_id": pl.String, "note_id": pl.String, "kind": pl.String, "kept": pl.Boolean,
-                  "kept_id": pl.String, "similarity": pl.Float64, "why": pl.String}
 
 
 # --- public steps -----------------------------------------------------------------------------
 
 def dedupe_exact(df: pl.DataFrame) -> StepResult:
-    return _exact(df, minhash.normalize_texts(_text(df)))[0]
+    return _exact(df, minhash.normalize_texts(note_texts(df)))[0]
 
 
 def dedupe_near(df: pl.DataFrame, cfg: NearDedupeConfig, progress: Progress | None = None) -> StepResult:
-    return _near(df, minhash.normalize_texts(_text(df)), cfg, progress)[0]
+    return _near(df, minhash.normalize_texts(note_texts(df)), cfg, progress)[0]
 
 
 def dedupe_semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder=None,
                     progress: Progress | None = None, different: set[tuple[str, str]] | None = None) -> StepResult:
-    return _semantic(df, cfg, embedder or _load_embedder(cfg), progress, different)
+    return _semantic(df, cfg, embedder or load_embedder(cfg), progress, different)
 
 
 def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progress | None = None,
@@ -62,7 +62,7 @@ def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progres
     """Run the enabled passes in order (exact, near, reviewed, semantic), each on the rows the previous one
     kept. `reviewed`: note_id_a, note_id_b, decision ("same" | "different"), keep (a note id or null)."""
     if cfg.semantic.enabled and embedder is None:
-        embedder = _load_embedder(cfg.semantic)
+        embedder = load_embedder(cfg.semantic)
     advanced, rows_in = 0, df.height
 
     def tick(n: int) -> None:
@@ -72,7 +72,7 @@ def dedupe(df: pl.DataFrame, cfg: DedupeConfig, embedder=None, progress: Progres
             progress(n)
 
     results: list[StepResult] = []
-    norm = minhash.normalize_texts(_text(df))
+    norm = minhash.normalize_texts(note_texts(df))
     if cfg.exact:
         result, keep = _exact(df, norm)
         results.append(result)
@@ -101,7 +101,7 @@ def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, r
                  embedder=None) -> StepResult:
     """Drop rows of df whose text is the same as, or a near or semantic duplicate of, a reference row."""
     n = df.height
-    norm, ref_norm = minhash.normalize_texts(_text(df)), minhash.normalize_texts(_text(reference))
+    norm, ref_norm = minhash.normalize_texts(note_texts(df)), minhash.normalize_texts(note_texts(reference))
     ref_ids = reference["note_id"].to_numpy() if reference.height else np.array([], dtype=object)
     match = np.full(n, -1, dtype=np.int64)  # the reference row each df row leaks into
     sim = np.zeros(n, dtype=np.float64)
@@ -131,19 +131,19 @@ def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, r
         record(i[ok], j[ok] - n, est[ok], "near")
     if cfg.semantic.enabled and n and reference.height:
         sem = cfg.semantic
-        model = embedder or _load_embedder(sem)
-        mine, theirs = _long_enough(norm, sem.min_words), _long_enough(ref_norm, sem.min_words)
+        model = embedder or load_embedder(sem)
+        mine, theirs = long_enough(norm, sem.min_words), long_enough(ref_norm, sem.min_words)
         if len(mine) and len(theirs):
-            emb = _embed(model, _text(df).gather(mine), sem.batch_size)
-            ref_emb = _embed(model, _text(reference).gather(theirs), sem.batch_size)
+            emb = embed_unit(model, note_texts(df).gather(mine), sem.batch_size)
+            ref_emb = embed_unit(model, note_texts(reference).gather(theirs), sem.batch_size)
             # a leak is anything the semantic pass would drop or list for review: a test row dropped
             # costs little, one that leaks inflates every score measured on it
             threshold, overlap = sem.threshold, sem.min_word_overlap
             if sem.review_threshold is not None:
                 threshold, overlap = sem.review_threshold, min(overlap, sem.review_min_word_overlap)
-            rows, refs, sims = _similar_pairs(emb, threshold, other=ref_emb)
+            rows, refs, sims = similar_pairs(emb, threshold, other=ref_emb)
             rows, refs = mine[rows], theirs[refs]
-            ok = _word_overlap(norm, ref_norm, rows, refs) >= overlap
+            ok = word_overlap(norm, ref_norm, rows, refs) >= overlap
             record(rows[ok], refs[ok], sims[ok], "semantic")
 
     leaked = np.flatnonzero(match >= 0)
@@ -168,18 +168,18 @@ def cross_dedupe(df: pl.DataFrame, reference: pl.DataFrame, cfg: DedupeConfig, r
 # --- the passes -----------------------------------------------------------------------------
 
 def _exact(df: pl.DataFrame, norm: pl.Series) -> tuple[StepResult, np.ndarray]:
-    task, output = _col(df, "task"), _col(df, "output")
+    task, output = string_col(df, "task"), string_col(df, "output")
     # a 64-bit hash of (text, task, output) finds the few candidate rows; the strings then decide
     key = norm.hash(1).to_numpy() ^ (task.hash(2).to_numpy() * np.uint64(3))
     key ^= output.hash(3).to_numpy() * np.uint64(5)
     maybe = pl.Series(key).is_duplicated().to_numpy() & (norm.str.len_bytes().to_numpy() > 0)
     candidates = pl.DataFrame({"norm": norm.filter(maybe), "task": task.filter(maybe), "output": output.filter(maybe),
                                "row": np.flatnonzero(maybe)})
-    groups = (candidates.group_by("norm", "task", "output").agg(pl.col("row"))
+    found = (candidates.group_by("norm", "task", "output").agg(pl.col("row"))
               .filter(pl.col("row").list.len() > 1).with_columns(pl.col("row").list.min().alias("label"))
               .explode("row").sort("row"))
-    rows, labels = groups["row"].to_numpy(), groups["label"].to_numpy()
-    return _resolve(df, norm, rows, labels, "exact", lambda a, b: np.ones(len(a)))
+    rows, labels = found["row"].to_numpy(), found["label"].to_numpy()
+    return resolve(df, norm, rows, labels, "exact", lambda a, b: np.ones(len(a)))
 
 
 def _near(df: pl.DataFrame, norm: pl.Series, cfg: NearDedupeConfig,
@@ -187,19 +187,19 @@ def _near(df: pl.DataFrame, norm: pl.Series, cfg: NearDedupeConfig,
     # rows of one note with one task and one text (several outputs) are sketched once, as one unit
     unit = _units(df, norm)
     reps = np.flatnonzero(unit == np.arange(df.height))
-    task = _codes(_col(df, "task"))
+    task = int_codes(string_col(df, "task"))
     i, j, sketches = _near_candidates(norm.gather(reps), cfg, progress, groups=task[reps])
     est = sketches.jaccard(i, j)
     i, j = reps[i], reps[j]  # back to row numbers
-    allowed = _allowed_mask(df, i, j)
+    allowed = allowed_mask(df, i, j)
     ok = allowed & (est >= cfg.threshold)
-    rep_members, rep_labels = _groups(df.height, i[ok], j[ok])
+    rep_members, rep_labels = edge_components(df.height, i[ok], j[ok])
     label_of = np.full(df.height, -1, dtype=np.int64)
     label_of[rep_members] = rep_labels
     members = np.flatnonzero(label_of[unit] >= 0)
     local = np.full(df.height, -1, dtype=np.int64)
     local[reps] = np.arange(len(reps))
-    return _resolve(df, norm, members, label_of[unit[members]], "near",
+    return resolve(df, norm, members, label_of[unit[members]], "near",
                     lambda a, b: sketches.jaccard(local[unit[a]], local[unit[b]]))
 
 
@@ -207,7 +207,7 @@ def _units(df: pl.DataFrame, norm: pl.Series) -> np.ndarray:
     """For each row, the first row with the same note, task and normalized text."""
     if df["note_id"].n_unique() == df.height:
         return np.arange(df.height)
-    keys = pl.DataFrame({"note": df["note_id"], "task": _col(df, "task"), "norm": norm}).with_row_index("i")
+    keys = pl.DataFrame({"note": df["note_id"], "task": string_col(df, "task"), "norm": norm}).with_row_index("i")
     return keys.select(pl.col("i").min().over("note", "task", "norm"))["i"].to_numpy().astype(np.int64)
 
 
@@ -216,7 +216,7 @@ def dedupe_reviewed(df: pl.DataFrame, same: pl.DataFrame) -> StepResult:
     Chains resolve to one kept note (a = b and b = c keep one of the three); pairs with a note absent here
     (cleaned or dropped earlier) change nothing."""
     present = set(df["note_id"].to_list())
-    length = dict(zip(df["note_id"].to_list(), minhash.normalize_texts(_text(df)).str.len_chars().to_list()))
+    length = dict(zip(df["note_id"].to_list(), minhash.normalize_texts(note_texts(df)).str.len_chars().to_list()))
     parent: dict[str, str] = {}
 
     def root(note: str) -> str:
@@ -246,22 +246,22 @@ def dedupe_reviewed(df: pl.DataFrame, same: pl.DataFrame) -> StepResult:
 
 def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: Progress | None,
               different: set[tuple[str, str]] | None = None) -> StepResult:
-    norm = minhash.normalize_texts(_text(df))
-    rows = _long_enough(norm, cfg.min_words)
-    emb = _embed(embedder, _text(df).gather(rows), cfg.batch_size, progress)
+    norm = minhash.normalize_texts(note_texts(df))
+    rows = long_enough(norm, cfg.min_words)
+    emb = embed_unit(embedder, note_texts(df).gather(rows), cfg.batch_size, progress)
     if progress and len(rows) < df.height:
         progress(df.height - len(rows))
     review = cfg.review_threshold if cfg.review_threshold is not None else cfg.threshold
-    i, j, sims = _similar_pairs(emb, min(cfg.threshold, review))
+    i, j, sims = similar_pairs(emb, min(cfg.threshold, review))
     i, j = rows[i], rows[j]
-    allowed = _allowed_mask(df, i, j)
+    allowed = allowed_mask(df, i, j)
     ids = df["note_id"].to_list()
     if different:  # a reviewer said these are different notes: never an edge, never listed again
         allowed &= np.array([tuple(sorted((ids[a], ids[b]))) not in different for a, b in zip(i, j)], dtype=bool)
     i, j, sims = i[allowed], j[allowed], sims[allowed]
-    overlap = _word_overlap(norm, norm, i, j)
+    overlap = word_overlap(norm, norm, i, j)
     certain = (sims >= cfg.threshold) & (overlap >= cfg.min_word_overlap)
-    members, labels = _groups(df.height, i[certain], j[certain])
+    members, labels = edge_components(df.height, i[certain], j[certain])
     if different:  # a cluster that still joins two notes a reviewer told apart (a ~ b ~ c, a != c) drops
         # nothing: its pairs go back to the review band for a person to settle
         label_of = {ids[r]: lab for r, lab in zip(members.tolist(), labels.tolist())}
@@ -270,10 +270,10 @@ def _semantic(df: pl.DataFrame, cfg: SemanticDedupeConfig, embedder, progress: P
             row_label = np.full(df.height, -1, dtype=np.int64)
             row_label[members] = labels
             certain &= ~np.isin(row_label[i], list(split))
-            members, labels = _groups(df.height, i[certain], j[certain])
+            members, labels = edge_components(df.height, i[certain], j[certain])
     where = np.full(df.height, -1, dtype=np.int64)
     where[rows] = np.arange(len(rows))
-    result, keep = _resolve(df, norm, members, labels, "semantic",
+    result, keep = resolve(df, norm, members, labels, "semantic",
                             lambda a, b: np.einsum("ij,ij->i", emb[where[a]], emb[where[b]]))
     if cfg.review_threshold is not None:
         maybe = ~certain & (sims >= cfg.review_threshold) & (overlap >= cfg.review_min_word_overlap)
@@ -289,7 +289,7 @@ POSSIBLE_SCHEMA = {"note_id_a": pl.String, "note_id_b": pl.String, "cosine": pl.
 def _possible_table(df: pl.DataFrame, i: np.ndarray, j: np.ndarray, sims: np.ndarray,
                     overlap: np.ndarray) -> pl.DataFrame:
     """One row per pair of notes (the closest rows where a note has several), most similar first."""
-    ids, texts = df["note_id"], _text(df)
+    ids, texts = df["note_id"], note_texts(df)
     a, b = ids.gather(i), ids.gather(j)
     swap = (a > b).to_numpy()
     first, second = np.where(swap, j, i), np.where(swap, i, j)
@@ -300,202 +300,8 @@ def _possible_table(df: pl.DataFrame, i: np.ndarray, j: np.ndarray, sims: np.nda
             .sort(["cosine", "note_id_a", "note_id_b"], descending=[True, False, False]))
 
 
-def _long_enough(norm: pl.Series, min_words: int) -> np.ndarray:
-    """Rows with at least min_words words: in a shorter note one changed word (another day, another
-    number) is the whole difference, and it barely moves the embedding."""
-    words = (norm.str.count_matches(" ", literal=True) + 1).to_numpy()
-    return np.flatnonzero((norm.to_numpy() != "") & (words >= min_words))
-
-
-# --- clusters, winners, reasons -------------------------------------------------------------
-
-def _allowed_mask(df: pl.DataFrame, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Only rows of the same task and of different notes can be near or semantic duplicates."""
-    if len(i) == 0:
-        return np.zeros(0, dtype=bool)
-    task = _codes(_col(df, "task"))
-    note = _codes(df["note_id"])
-    return (task[i] == task[j]) & (note[i] != note[j])
-
-
-def _groups(n: int, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows that have at least one edge, and the component label of each."""
-    if len(i) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    nodes = np.unique(np.concatenate([i, j]))
-    local = minhash.components(len(nodes), np.searchsorted(nodes, i), np.searchsorted(nodes, j))
-    return nodes, nodes[local]
-
-
-def _resolve(df: pl.DataFrame, norm: pl.Series, rows: np.ndarray, labels: np.ndarray, kind: str,
-             similarity: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[StepResult, np.ndarray]:
-    """Pick the kept row of each cluster, name the reason for every other member, build the table."""
-    n = df.height
-    created = df["created_at"] if "created_at" in df.columns else pl.Series([None] * n, dtype=pl.Datetime("us", "UTC"))
-    m = pl.DataFrame({
-        "row": rows, "label": labels,
-        "note_id": df["note_id"].gather(rows), "length": norm.str.len_chars().gather(rows),
-        "created_at": created.gather(rows),
-    }).sort(["label", "length", "created_at", "note_id", "row"], descending=[False, True, False, False, False],
-            nulls_last=True)
-    first = pl.col("row").first().over("label")
-    m = m.with_columns(
-        first.alias("win_row"),
-        pl.col("note_id").first().over("label").alias("kept_id"),
-        pl.col("length").first().over("label").alias("win_len"),
-        pl.col("created_at").first().over("label").alias("win_created"),
-    )
-    # near/semantic: every row of the winning note stays (its other outputs); exact: one row, even of one note
-    same_note = (pl.col("note_id") == pl.col("kept_id")) if kind != "exact" else pl.lit(False)
-    m = m.with_columns(((pl.col("row") == pl.col("win_row")) | same_note).alias("kept"))
-    # the runner-up (best row of another note) is what the winner is compared with in its own `why`
-    runner = (m.filter(~pl.col("kept")).group_by("label", maintain_order=True)
-              .agg(pl.col("length").first().alias("ru_len"), pl.col("created_at").first().alias("ru_created"),
-                   pl.col("note_id").first().alias("ru_id")))
-    m = m.join(runner, on="label", how="left", maintain_order="left")
-    m = m.with_columns(_why().alias("why"))
-    win_rows = m["win_row"].to_numpy()
-    member_rows = m["row"].to_numpy()
-    sims = np.ones(m.height) if kind == "exact" else np.asarray(similarity(member_rows, win_rows), dtype=np.float64)
-    sims[member_rows == win_rows] = 1.0
-    # cluster ids name the kept note; a note that wins several clusters (several tasks) gets #2, #3
-    heads = m.filter(pl.col("row") == pl.col("win_row")).select("label", "kept_id").sort("label")
-    heads = heads.with_columns(pl.format(f"{kind}:{{}}", "kept_id").alias("base"))
-    heads = heads.with_columns(pl.int_range(pl.len()).over("base").alias("k"))
-    heads = heads.with_columns(pl.when(pl.col("k") == 0).then(pl.col("base"))
-                               .otherwise(pl.format("{}#{}", "base", pl.col("k") + 1)).alias("cluster_id"))
-    m = m.with_columns(pl.Series("similarity", sims)).join(heads.select("label", "cluster_id"), on="label",
-                                                           maintain_order="left")
-    table = m.select("cluster_id", "note_id", pl.lit(kind).alias("kind"), "kept", "kept_id", "similarity", "why")
-
-    reasons = np.full(n, None, dtype=object)
-    dropped = m.filter(~pl.col("kept"))
-    reasons[dropped["row"].to_numpy()] = [f"{kind}_duplicate_of:{k}" for k in dropped["kept_id"].to_list()]
-    cluster_of = np.full(n, None, dtype=object)
-    cluster_of[member_rows] = m["cluster_id"].to_numpy()
-    marked = df.with_columns(_dup_cluster(df, cluster_of))
-    result = split_by_reason(marked, pl.Series(reasons.tolist(), dtype=pl.String), f"dedupe_{kind}", clusters=table)
-    keep = np.ones(n, dtype=bool)
-    keep[dropped["row"].to_numpy()] = False
-    return result, keep
-
-
-def _why() -> pl.Expr:
-    def decided(len_a: str, len_b: str, created_a: str, created_b: str, id_a: str, id_b: str) -> pl.Expr:
-        return (pl.when(pl.col(len_a) != pl.col(len_b))
-                .then(pl.format("longest text ({} > {} chars)", pl.col(len_a), pl.col(len_b)))
-                .when(pl.col(created_a).is_not_null() & (pl.col(created_b).is_null()
-                                                         | (pl.col(created_a) != pl.col(created_b))))
-                .then(pl.lit("earliest created_at (") + pl.col(created_a).dt.strftime("%Y-%m-%d %H:%M")
-                      + pl.lit(")"))
-                .when(pl.col(id_a) != pl.col(id_b)).then(pl.lit("smallest note_id"))
-                .otherwise(pl.lit("first of identical rows")))
-
-    winner = pl.lit("kept: ") + decided("length", "ru_len", "created_at", "ru_created", "note_id", "ru_id")
-    return (pl.when(pl.col("row") == pl.col("win_row")).then(winner)
-            .when(pl.col("kept")).then(pl.lit("same note as the kept row"))
-            .otherwise(decided("win_len", "length", "win_created", "created_at", "kept_id", "note_id")))
-
-
-def _dup_cluster(df: pl.DataFrame, cluster_of: np.ndarray) -> pl.Series:
-    """One id per group of rows tied together by this pass's clusters, earlier dup_cluster ids and
-    shared notes: the smallest id in the group. Rows of groups with no cluster get null."""
-    n = df.height
-    previous = df["dup_cluster"] if "dup_cluster" in df.columns else pl.Series([None] * n, dtype=pl.String)
-    current = pl.Series(cluster_of.tolist(), dtype=pl.String)
-    # nodes: rows, then one per note, per previous id, per current id
-    note = _codes(df["note_id"])
-    prev_code = _codes(previous, nulls=-1)
-    cur_code = _codes(current, nulls=-1)
-    base_prev = n + note.max(initial=-1) + 1
-    base_cur = base_prev + prev_code.max(initial=-1) + 1
-    total = base_cur + cur_code.max(initial=-1) + 1
-    rows = np.arange(n)
-    i = [rows, rows[prev_code >= 0], rows[cur_code >= 0]]
-    j = [n + note, base_prev + prev_code[prev_code >= 0], base_cur + cur_code[cur_code >= 0]]
-    comp = minhash.components(total, np.concatenate(i), np.concatenate(j))[:n]
-    labels = pl.DataFrame({"comp": np.concatenate([comp, comp]), "id": pl.concat([previous, current])})
-    best = labels.drop_nulls("id").group_by("comp").agg(pl.col("id").min())
-    joined = pl.DataFrame({"comp": comp}).join(best, on="comp", how="left", maintain_order="left")
-    return joined["id"].alias("dup_cluster")
-
-
-# --- semantic similarity --------------------------------------------------------------------
-
-def _embed(embedder, texts: pl.Series, batch_size: int, progress: Progress | None = None,
-           chunk: int = 2048) -> np.ndarray:
-    """Unit-length embeddings, encoded longest texts first in chunks (for progress) of similar lengths."""
-    values = texts.to_list()
-    order = np.argsort([-len(t) for t in values], kind="stable")
-    out: np.ndarray | None = None
-    for s in range(0, len(values), chunk):
-        idx = order[s:s + chunk]
-        vecs = embedder.encode([values[k] for k in idx], batch_size=batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True)
-        if out is None:
-            out = np.empty((len(values), vecs.shape[1]), dtype=np.float32)
-        out[idx] = vecs
-        if progress:
-            progress(len(idx))
-    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
-
-
-def _similar_pairs(emb: np.ndarray, threshold: float, other: np.ndarray | None = None,
-                   max_block: int = 1 << 25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs with cosine >= threshold, by blocks of rows so memory stays at max_block floats.
-    Within one set: pairs i < j. Against `other`: (row of emb, row of other)."""
-    target = emb if other is None else other
-    n, m = len(emb), len(target)
-    step = max(1, min(n, max_block // max(m, 1)))
-    found_i, found_j, found_s = [], [], []
-    for s in range(0, n, step):
-        block = emb[s:s + step] @ target.T
-        if other is None:  # keep the upper triangle only
-            block[np.arange(block.shape[0])[:, None] + s >= np.arange(m)[None, :]] = -1.0
-        bi, bj = np.nonzero(block >= threshold)
-        found_i.append(bi + s)
-        found_j.append(bj)
-        found_s.append(block[bi, bj].astype(np.float64))
-    if not found_i:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
-
-
-def _word_overlap(norm_a: pl.Series, norm_b: pl.Series, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Jaccard similarity of the sets of words of texts a[i[k]] and b[j[k]] (only the few candidate pairs)."""
-    if len(i) == 0:
-        return np.zeros(0)
-    words_a = {r: set(t.split(" ")) for r, t in zip(np.unique(i), norm_a.gather(np.unique(i)).to_list())}
-    words_b = {r: set(t.split(" ")) for r, t in zip(np.unique(j), norm_b.gather(np.unique(j)).to_list())}
-    return np.array([len(words_a[a] & words_b[b]) / max(len(words_a[a] | words_b[b]), 1) for a, b in zip(i, j)])
-
-
 # --- small helpers --------------------------------------------------------------------------
-
-def _load_embedder(cfg: SemanticDedupeConfig):
-    from assay.models import load_embedder
-
-    return load_embedder(cfg.model)
-
 
 def _near_candidates(norm: pl.Series, cfg: NearDedupeConfig, progress: Progress | None = None, **kw):
     return minhash.near_candidates(norm, shingle=cfg.shingle, ngram=cfg.ngram, num_perm=cfg.num_perm, seed=cfg.seed,
                                    threshold=cfg.threshold, progress=progress, **kw)
-
-
-def _text(df: pl.DataFrame) -> pl.Series:
-    return df["text"].fill_null("")
-
-
-def _col(df: pl.DataFrame, name: str) -> pl.Series:
-    return df[name].cast(pl.String) if name in df.columns else pl.Series(name, [None] * df.height, dtype=pl.String)
-
-
-def _codes(values: pl.Series, nulls: int | None = None) -> np.ndarray:
-    """Integer codes of a column's values (0..distinct-1 in order of appearance); nulls get one more
-    code of their own, or `nulls` when given."""
-    first = pl.DataFrame({"v": values}).with_row_index("i").select(pl.col("i").min().over("v"))["i"]
-    codes = first.rank("dense").to_numpy().astype(np.int64) - 1
-    if nulls is not None:
-        codes = np.where(values.is_null().to_numpy(), nulls, codes)
-    return codes
