@@ -165,6 +165,7 @@ def run(folder: Path, prompts: list[list[dict]], max_new_tokens: int, threads: i
     return {
         "latency_p50_ms": round(_percentile(latency, 50) * 1e3, 1),
         "latency_p95_ms": round(_percentile(latency, 95) * 1e3, 1),
+        "latency_ms": [round(t * 1e3, 1) for t in latency],  # every example, for the report's distribution
         "ttft_ms": round(_percentile(ttft, 50) * 1e3, 1),
         "ttft_p95_ms": round(_percentile(ttft, 95) * 1e3, 1),
         "tokens_per_s": round(tokens / sum(latency), 1),

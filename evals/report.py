@@ -263,9 +263,9 @@ def _charts(results: dict, headline: dict | None, label: dict) -> list[dict]:
     dev = results.get("ondevice") or []
     why_dev = "no export of this model was measured on device in this run"
     out.append(charts.interval_chart(
-        "Latency per example by export format (p50 dot, bar to p95)",
+        "Latency per example by export format (small dots; p50 dot, bar to p95)",
         [{"label": d["format"], "v": d["latency_p50_ms"], "lo": d["latency_p50_ms"], "hi": d["latency_p95_ms"],
-          "cls": "plain", "tip": f"{d['format']}: p50 {charts.fmt(d['latency_p50_ms'])} ms, p95 {charts.fmt(d['latency_p95_ms'])} ms"}
+          "points": d.get("latency_ms") or [], "cls": "plain", "tip": f"{d['format']}: p50 {charts.fmt(d['latency_p50_ms'])} ms, p95 {charts.fmt(d['latency_p95_ms'])} ms"}
          for d in dev if d.get("latency_p50_ms") is not None and d.get("latency_p95_ms") is not None],
         "milliseconds", why_dev, zero=False))
     out.append(charts.bar_chart("Size on disk per export format",
@@ -281,7 +281,8 @@ DEVICE_COLUMNS = {"size_mb": "size MB", "latency_p50_ms": "latency p50 ms", "lat
 def _ondevice(results: dict) -> dict:
     """The on-device table: the schema's figures first, then any other field the exports report."""
     rows = results.get("ondevice") or []
-    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k != "format" and k not in DEVICE_COLUMNS]
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (list, dict)))
+             if k != "format" and k not in DEVICE_COLUMNS]  # lists (every example's latency) go to the chart
     cols = [(k, DEVICE_COLUMNS.get(k, k)) for k in [*DEVICE_COLUMNS, *extra] if any(r.get(k) is not None for r in rows)]
     cells = [[("n/a" if r.get(k) is None else charts.fmt(r[k]) if isinstance(r[k], (int, float)) else str(r[k]), k in DEVICE_COLUMNS)
               for k, _ in cols] for r in rows]

@@ -82,7 +82,8 @@ def line_chart(title: str, series: list[tuple[str, str, list[tuple[float, float]
 
 
 def interval_chart(title: str, rows: list[dict], x_label: str, empty: str, zero: bool = True) -> dict:
-    """Horizontal point + whisker rows: [{"label", "v", "lo", "hi", "cls", "tip"}].
+    """Horizontal point + whisker rows: [{"label", "v", "lo", "hi", "cls", "tip"}], each optionally with
+    "points": every observation, drawn as small dots on its row (a distribution, not only its summary).
 
     zero=True (deltas): the axis is symmetric around a marked zero line; else it starts at 0."""
     if not rows:
@@ -90,7 +91,7 @@ def interval_chart(title: str, rows: list[dict], x_label: str, empty: str, zero:
     row_h, top = 26, PAD_T
     h = top + row_h * len(rows) + PAD_B
     s = _scene(title, h=h)
-    vals = [v for r in rows for v in (r["v"], r["lo"], r["hi"])] + [0.0]
+    vals = [v for r in rows for v in (r["v"], r["lo"], r["hi"], *r.get("points", ()))] + [0.0]
     lo, hi = min(vals), max(vals)
     if zero:  # symmetric around zero so the side a delta falls on reads at a glance
         m = max(abs(lo), abs(hi)) or 1.0
@@ -105,6 +106,8 @@ def interval_chart(title: str, rows: list[dict], x_label: str, empty: str, zero:
     for i, r in enumerate(rows):
         cy = top + row_h * i + row_h / 2
         s["items"].append({"t": "text", "x": left - 8, "y": cy + 4, "s": short(r["label"]), "anchor": "end", "cls": "row-label"})
+        s["items"] += [{"t": "circle", "cx": x(p), "cy": cy - 9, "r": 2.5, "cls": "pt", "tip": f"{short(r['label'])}: {fmt(p)}"}
+                       for p in r.get("points", ())]
         s["items"].append({"t": "line", "x1": x(r["lo"]), "y1": cy, "x2": x(r["hi"]), "y2": cy, "cls": f"whisker {r['cls']}"})
         for edge in (r["lo"], r["hi"]):
             s["items"].append({"t": "line", "x1": x(edge), "y1": cy - 5, "x2": x(edge), "y2": cy + 5, "cls": f"whisker {r['cls']}"})

@@ -171,7 +171,7 @@ def fake_results(n: int = 40, m: int = 4, *, seed: int = 0, hostile: str | None 
                   for v, x in [("v0.8.0", 0.14), ("v0.9.0", 0.17), ("v1.0.0", 0.19), ("v1.1.0", scores["candidate"]["rougeL"])]],
         "ondevice": [
             {"format": "merged", "size_mb": 513.2, "latency_p50_ms": 80.1, "latency_p95_ms": 95.0, "ttft_ms": 20.0,
-             "tokens_per_s": 45.0, "peak_memory_mb": 900.0},
+             "tokens_per_s": 45.0, "peak_memory_mb": 900.0, "latency_ms": [71.4, 78.9, 80.1, 81.3, 96.2]},
             {"format": "int8" + h, "size_mb": 270.1, "latency_p50_ms": 61.0, "latency_p95_ms": 77.5, "ttft_ms": 15.2,
              "tokens_per_s": 58.3, "peak_memory_mb": 610.0},
             {"format": "gguf-q4", "size_mb": 105.4, "latency_p50_ms": 40.2, "latency_p95_ms": 52.9, "ttft_ms": 9.8,

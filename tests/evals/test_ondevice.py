@@ -47,6 +47,9 @@ def test_each_export_is_measured_in_its_own_process_and_written_beside_export_js
         assert json.loads((export / RESULT).read_text()) == fig
         assert fig["prompts"] == 3 and fig["max_new_tokens"] == 8 and fig["threads"] == 1
         assert 0 < fig["ttft_ms"] < fig["latency_p50_ms"] <= fig["latency_p95_ms"]  # 1 token < 8 tokens
+        # every example's latency is kept (the report draws the distribution) and the percentiles come from it
+        assert len(fig["latency_ms"]) == 3 and sorted(fig["latency_ms"])[1] == pytest.approx(fig["latency_p50_ms"], abs=0.1)
+        assert max(fig["latency_ms"]) >= fig["latency_p95_ms"] - 0.1
         # every example generates exactly 8 tokens, so tokens/s and per-example latency describe the same work
         assert 8 * 1000 / fig["latency_p95_ms"] <= fig["tokens_per_s"] * 1.01
         info = json.loads((export / "export.json").read_text())

@@ -119,6 +119,10 @@ def test_sections_and_figures_present():
     assert 'title="no token probabilities from a rule"' in html
     assert "n/a: rule:lead, perplexity: no token probabilities from a rule" in page.text["metrics"]
     assert "Confusion matrix" in page.text["details"]
+    # the latency chart draws every example of an export that reported them (merged: 5), not only p50/p95;
+    # the list stays out of the on-device table
+    assert len(re.findall(r'class="pt"><title>merged: ', html)) == 5
+    assert "latency_ms" not in page.text["details"] + page.text["charts"]
 
 
 def test_delta_colours_follow_higher_is_better():
