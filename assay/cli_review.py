@@ -57,6 +57,7 @@ def push(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a data
 
 @review_app.command("pull")
 def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
+         task: Optional[str] = typer.Option(None, help="The task that was pushed (default: the version's task)."),
          text_rule: str = typer.Option("majority", help="How several answers to a text question resolve: "
                                                         "majority or longest."),
          include_discarded: bool = typer.Option(False, "--include-discarded", help="Also fetch discarded records."),
@@ -69,7 +70,7 @@ def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was 
 
     client = _client(argilla_url)
     with one_line_errors(client):
-        result = run_pull(DatasetStore(Project.current().datasets), dataset, client,
+        result = run_pull(DatasetStore(Project.current().datasets), dataset, client, task=task,
                           text_rule=text_rule, include_discarded=include_discarded)
     if result.version is None:
         _say(f"nothing new: {result.reviewed} reviewed row(s), already in {result.same_as}" if result.same_as
@@ -147,6 +148,7 @@ def pull_duplicates(dataset: str = typer.Argument(..., help="NAME@VERSION whose 
 
 @review_app.command("status")
 def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
+           task: Optional[str] = typer.Option(None, help="The task that was pushed (default: the version's task)."),
            argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Progress per annotator and per question."""
     from rich.table import Table
@@ -158,7 +160,7 @@ def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that wa
 
     client = _client(argilla_url)
     with one_line_errors(client):
-        report = progress(DatasetStore(Project.current().datasets), dataset, client)
+        report = progress(DatasetStore(Project.current().datasets), dataset, client, task=task)
     _say(f"{report['dataset']}: {report['completed']}/{report['total']} record(s) completed "
          f"(min_submitted={report['min_submitted']})")
     table = Table("annotator", "submitted", "discarded", "draft", *report["questions"])

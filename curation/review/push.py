@@ -22,6 +22,12 @@ from curation.review.client import find_dataset
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
 CLASSIFY_KEYS = ("category", "importance", "context")
+
+
+def _category_key(task: str) -> str:
+    """The metadata property holding the export's category: Argilla wants setting names unique, and a
+    classify dataset already has a `category` question."""
+    return "note_category" if task == "classify" else "category"
 BATCH = 500  # records per bulk request (the server accepts up to 500 per upsert)
 
 
@@ -75,7 +81,9 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
     teachers = list(version.manifest.get("teachers") or [])
     candidates = _candidates(version, task)
     name = dataset_name(version, task)
-    dataset = ensure_dataset(client, name, opts.workspace, _settings(task, teachers, rows, candidates, opts))
+    labels = (version.manifest.get("config") or {}).get("labels")  # the synth run's label sets, when it made this version
+    settings = _settings(task, teachers, rows, candidates, opts, labels)
+    dataset = ensure_dataset(client, name, opts.workspace, settings)
     stored = {r.id for r in dataset.records(batch_size=1000, with_suggestions=False, with_responses=False)}
     # a server killed between its database commit and its search-index write holds records the UI cannot
     # find; sending every record again (an upsert by id) indexes them, and still adds none twice
@@ -103,13 +111,14 @@ def _candidates(version: Version, task: str) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: dict, opts: PushOptions):
+def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: dict, opts: PushOptions,
+              labels: dict | None = None):
     import argilla as rg
 
     questions: list[Any] = []
     if task == "classify":
-        values = _classify_labels(rows, candidates)
-        questions += [rg.LabelQuestion(name=key, title=key.capitalize(), labels=values[key] or ["unknown"])
+        values = _classify_labels(rows, candidates, labels)
+        questions += [rg.LabelQuestion(name=key, title=key.capitalize(), labels=values[key])
                       for key in CLASSIFY_KEYS]
     else:
         title = TEXT_TASKS.get(task, "Output")
@@ -128,15 +137,29 @@ def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: di
         fields=[rg.TextField(name="note", title="Note"), rg.TextField(name="instruction", title="Instruction"),
                 rg.TextField(name="guide", title="What the teachers said", use_markdown=True, required=False)],
         questions=questions,
-        metadata=[rg.TermsMetadataProperty(name="category"), rg.TermsMetadataProperty(name="source"),
+        metadata=[rg.TermsMetadataProperty(name=_category_key(task), title="Category (from the export)"),
+                  rg.TermsMetadataProperty(name="source"),
                   rg.TermsMetadataProperty(name="synthetic"), rg.FloatMetadataProperty(name="agreement"),
                   rg.TermsMetadataProperty(name="teacher")],
         distribution=rg.TaskDistribution(min_submitted=opts.min_submitted),
     )
 
 
-def _classify_labels(rows: pl.DataFrame, candidates: dict) -> dict[str, list[str]]:
-    values: dict[str, set[str]] = {k: set() for k in CLASSIFY_KEYS}
+def _classify_labels(rows: pl.DataFrame, candidates: dict, configured: dict | None) -> dict[str, list[str]]:
+    """Every label a reviewer may need: the synth run's label sets (else the defaults, and the export's
+    categories), plus any value a teacher gave. Argilla refuses a label question with fewer than two options,
+    so a key with one known value also gets "other"."""
+    from pydantic import ValidationError
+
+    from curation.synth.config import LabelsConfig
+
+    try:
+        sets = LabelsConfig.model_validate(configured or {})
+    except ValidationError:
+        sets = LabelsConfig()
+    exported = rows["category"].drop_nulls().unique().to_list() if "category" in rows.columns else []
+    values: dict[str, set[str]] = {"category": set(sets.categories or exported), "importance": set(sets.importance),
+                                   "context": set(sets.context)}
     outputs = rows["output"].to_list() + [c["output"] for per in candidates.values() for c in per.values()
                                           if c.get("output")]
     for text in outputs:
@@ -144,7 +167,7 @@ def _classify_labels(rows: pl.DataFrame, candidates: dict) -> dict[str, list[str
         for key in CLASSIFY_KEYS:
             if parsed.get(key) is not None:
                 values[key].add(str(parsed[key]))
-    return {k: sorted(v) for k, v in values.items()}
+    return {k: sorted(v | ({"other"} if len(v) < 2 else set())) for k, v in values.items()}
 
 
 def _json_obj(text: str | None) -> dict:
@@ -188,7 +211,7 @@ def _record(row: dict, task: str, teachers: list[str], cands: dict[str, dict]):
         lines.append(f"- {teacher}: score {_fmt(_score(cand or {}))}"
                      + ("" if cand and cand.get("output") else f" (no output: {(cand or {}).get('reason') or 'none'})"))
     note = f"{row['title']}\n\n{row['text']}" if row.get("title") else (row.get("text") or "")
-    metadata = {"category": row.get("category") or "none", "source": row.get("source_format") or row.get("origin")
+    metadata = {_category_key(task): row.get("category") or "none", "source": row.get("source_format") or row.get("origin")
                 or "unknown", "synthetic": str(bool(row.get("synthetic"))).lower(),
                 "teacher": row.get("teacher") or "none"}
     if row.get("agreement") is not None:

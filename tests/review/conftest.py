@@ -86,14 +86,17 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def make_version(home: Path, name: str, n: int, *, task: str = "summarize"):
+def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outputs=None):
     """A dataset version as `assay synth` writes it: rows with the selected output and agreement, and a
-    `candidates` table with each teacher's output and score."""
+    `candidates` table with each teacher's output and score. `outputs(i)` -> (selected, other teacher's)
+    replaces the garden summaries (classify needs JSON labels)."""
     rows, cands = [], []
     for i in range(n):
         note_id = f"{name}-note-{i:05d}"
         text = f"Note {i} about the garden: water the tomatoes on day {i % 7} and buy compost number {i}."
         lead, other = f"Water the tomatoes on day {i % 7}.", f"Garden chores for note {i}: tomatoes, compost."
+        if outputs is not None:
+            lead, other = outputs(i)
         agreement = round((i * 37 % 100) / 100, 2)
         rows.append({"note_id": note_id, "title": f"Garden {i}", "text": text, "category": ["home", "work"][i % 2],
                      "task": task, "instruction": INSTRUCTION, "input": f"Garden {i}\n\n{text}", "output": lead,

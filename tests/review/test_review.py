@@ -270,6 +270,40 @@ def test_only_pushes_the_rows_asked_for_and_pull_applies_the_text_rule(server):
     assert row["reviewers"].to_list()[0] == ["only-a", "only-b"] and row["decision"][0] == "corrected"
 
 
+def test_classify_push_asks_label_questions_and_pull_takes_the_majority(server):
+    def labels(i):
+        return (json.dumps({"category": ["home", "work"][i % 2], "importance": "low", "context": "personal"}),
+                json.dumps({"category": "errand", "importance": "high", "context": "personal"}))
+
+    make_version(server.home, "sort", 4, task="classify", outputs=labels)
+    run(server, "push", "sort", "--task", "classify", "--min-submitted", "3")
+    with server.owner as owner:
+        dataset = [d for d in owner.get("/api/v1/me/datasets").json()["items"] if d["name"] == "sort-v1-classify"][0]
+        questions = {q["name"]: q for q in owner.get(f"/api/v1/datasets/{dataset['id']}/questions").json()["items"]}
+    # one label question per key: the label sets (defaults here: no synth config) and the export's categories,
+    # plus every value a teacher gave ("errand"); Argilla refuses a label question with a single option
+    options = {k: sorted(o["value"] for o in questions[k]["settings"]["options"]) for k in ("category", "importance", "context")}
+    assert options == {"category": ["errand", "home", "work"], "importance": ["high", "low", "medium"],
+                       "context": ["personal", "work"]}
+    records = server_records(server, "sort-v1-classify")
+    one = records[record_id("classify", "sort-note-00001")]
+    given = {s["value"] for s in one["suggestions"]}
+    assert {"work", "low", "personal"} <= given and labels(1)[1] in given  # the selected labels + the other teacher's
+    assert one["metadata"]["note_category"] == "work"  # the export's category, beside the `category` question
+
+    users = [annotator(server, f"sorter-{k}") for k in range(3)]
+    for user, category in zip(users, ["errand", "errand", "work"]):
+        submit(server, user, one, {"category": category, "importance": "low", "context": "personal"})
+    run(server, "pull", "sort", "--task", "classify")
+    assert "sort-v1-classify: 1/4 record(s) completed" in run(server, "status", "sort@v1", "--task", "classify").stdout
+    reviewed = DatasetStore(server.home / "datasets").get("sort")
+    row = reviewed.data().filter(pl.col("note_id") == "sort-note-00001").row(0, named=True)
+    assert json.loads(row["output"]) == {"category": "errand", "importance": "low", "context": "personal"}  # 2 of 3
+    assert row["decision"] == "corrected" and row["reviewers"] == ["sorter-0", "sorter-1", "sorter-2"]
+    agreement = reviewed.manifest["review"]["agreement"]
+    assert agreement["importance"]["items"] == 1 and agreement["category"]["items"] == 1
+
+
 def test_serve_stop_then_start_again_keeps_data_and_credentials(tmp_path):
     """A second project's server: `serve --stop` ends it and its Redis; a new start finds the records and keys."""
 
