@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -162,20 +163,30 @@ def show_summary(term: Console, run, only) -> None:
     from assay.display import safe
     from assay.runner import REVIEW_OFF
 
-    table = Table(title="pipeline")
-    for col in ("stage", "status", "time", "rows in>out", "spend", "output / verdict", "why"):
+    if not term.is_terminal:  # a log or CI: rich would fold the table at 80 columns
+        term.width = max(term.width, 120)
+    # no vertical rules, and only `why` wraps: on an 80-column terminal the version and verdict stay whole;
+    # there the spend column goes when nothing was spent
+    spent = any(r.manifest and r.manifest.spend_usd for r in run.rows)
+    cols = [c for c in ("stage", "status", "time", "rows in>out", "spend", "output / verdict", "why")
+            if c != "spend" or spent or term.width >= 100]
+    table = Table(title="pipeline", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in cols:
         table.add_column(col, justify="right" if col in ("time", "rows in>out", "spend") else "left",
-                         ratio=2 if col in ("output / verdict", "why") else None, overflow="fold")
+                         no_wrap=col != "why", ratio=1 if col == "why" else None, overflow="fold")
     for row in run.rows:
         m = row.manifest
         why = row.why
         if only is not None and row.stage not in only and row.status in ("ran", "reused"):
             why = f"needed by a stage asked for; {why}"
         rows = "" if not m else ">".join(_n(n) for n in (m.rows_in, m.rows_out) if n is not None)
-        table.add_row(row.stage, row.status, f"{row.seconds:.0f} s" if row.status in ("ran", "reused") else "",
-                      rows, f"${m.spend_usd:.2f}" if m else "",
-                      safe((m.verdict or m.output.partition(":")[2] if m.output else "") if m else ""), safe(why))
-    term.print(table)
+        cells = {"stage": row.stage, "status": row.status,
+                 "time": f"{row.seconds:.0f} s" if row.status in ("ran", "reused") else "", "rows in>out": rows,
+                 "spend": f"${m.spend_usd:.2f}" if m else "",
+                 "output / verdict": safe((m.verdict or m.output.partition(":")[2] if m.output else "") if m else ""),
+                 "why": safe(why)}
+        table.add_row(*(cells[c] for c in cols))
+    term.print(table, width=None if term.is_terminal else max(term.width, 120))  # a log or CI: no folding
     if any(r.stage == "review" and r.status == "skipped" and r.why == REVIEW_OFF for r in run.rows):
         term.print("review: off (review.mode is skip). To review the teachers' candidates in Argilla: "
                    "`assay review serve`, then the same command with review.mode=wait", highlight=False, markup=False)
