@@ -186,7 +186,7 @@ def show_summary(term: Console, run, only) -> None:
                  "output / verdict": safe((m.verdict or m.output.partition(":")[2] if m.output else "") if m else ""),
                  "why": safe(why)}
         table.add_row(*(cells[c] for c in cols))
-    term.print(table, width=None if term.is_terminal else max(term.width, 120))  # a log or CI: no folding
+    term.print(table)
     if any(r.stage == "review" and r.status == "skipped" and r.why == REVIEW_OFF for r in run.rows):
         term.print("review: off (review.mode is skip). To review the teachers' candidates in Argilla: "
                    "`assay review serve`, then the same command with review.mode=wait", highlight=False, markup=False)

@@ -28,18 +28,14 @@ the clusters that touch its note (so a note that won an exact cluster and then a
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import polars as pl
 
 from curation import minhash
 from curation.clusters import CLUSTER_SCHEMA, allowed_mask, edge_components, int_codes, note_texts, resolve, string_col
 from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
-from curation.similarity import embed_unit, load_embedder, long_enough, similar_pairs, word_overlap
+from curation.similarity import Progress, embed_unit, load_embedder, long_enough, similar_pairs, word_overlap
 from curation.steps import StepResult, split_by_reason
-
-Progress = Callable[[int], None]
 
 
 # --- public steps -----------------------------------------------------------------------------

@@ -22,13 +22,13 @@ from curation.review.client import find_dataset
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
 CLASSIFY_KEYS = ("category", "importance", "context")
+BATCH = 500  # records per bulk request (the server accepts up to 500 per upsert)
 
 
 def _category_key(task: str) -> str:
     """The metadata property holding the export's category: Argilla wants setting names unique, and a
     classify dataset already has a `category` question."""
     return "note_category" if task == "classify" else "category"
-BATCH = 500  # records per bulk request (the server accepts up to 500 per upsert)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
     task = opts.task or version.manifest.get("task")
     if not task:
         raise InputError(f"{version.ref} names no task; pass --task", file=str(version.path), field="task")
-    rows = review_rows(version, task)
+    rows = task_rows = review_rows(version, task)
     if opts.only == "low-agreement":
         rows = rows.filter(pl.col("agreement").is_null() | (pl.col("agreement") < opts.low_agreement))
     elif opts.only == "synthetic":
@@ -81,7 +81,7 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
     teachers = list(version.manifest.get("teachers") or [])
     candidates = _candidates(version, task)
     name = dataset_name(version, task)
-    labels = (version.manifest.get("config") or {}).get("labels")  # the synth run's label sets, when it made this version
+    labels = _label_sets(version, task_rows) if task == "classify" else {}
     settings = _settings(task, teachers, rows, candidates, opts, labels)
     dataset = ensure_dataset(client, name, opts.workspace, settings)
     stored = {r.id for r in dataset.records(batch_size=1000, with_suggestions=False, with_responses=False)}
@@ -112,7 +112,7 @@ def _candidates(version: Version, task: str) -> dict[str, dict[str, dict]]:
 
 
 def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: dict, opts: PushOptions,
-              labels: dict | None = None):
+              labels: dict[str, set[str]]):
     import argilla as rg
 
     questions: list[Any] = []
@@ -145,21 +145,19 @@ def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: di
     )
 
 
-def _classify_labels(rows: pl.DataFrame, candidates: dict, configured: dict | None) -> dict[str, list[str]]:
-    """Every label a reviewer may need: the synth run's label sets (else the defaults, and the export's
-    categories), plus any value a teacher gave. Argilla refuses a label question with fewer than two options,
-    so a key with one known value also gets "other"."""
-    from pydantic import ValidationError
-
+def _label_sets(version: Version, rows: pl.DataFrame) -> dict[str, set[str]]:
+    """The label sets the synth run that made this version asked for (its config in the manifest; the
+    defaults otherwise), resolved as synth resolves them: no configured categories means the notes' own."""
     from curation.synth.config import LabelsConfig
 
-    try:
-        sets = LabelsConfig.model_validate(configured or {})
-    except ValidationError:
-        sets = LabelsConfig()
-    exported = rows["category"].drop_nulls().unique().to_list() if "category" in rows.columns else []
-    values: dict[str, set[str]] = {"category": set(sets.categories or exported), "importance": set(sets.importance),
-                                   "context": set(sets.context)}
+    sets = LabelsConfig.model_validate((version.manifest.get("config") or {}).get("labels") or {}).resolve(rows)
+    return {"category": set(sets.categories), "importance": set(sets.importance), "context": set(sets.context)}
+
+
+def _classify_labels(rows: pl.DataFrame, candidates: dict, labels: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Every label a reviewer may need: the label sets plus any value a teacher gave. Argilla refuses a label
+    question with fewer than two options, so a key with one known value also gets "other"."""
+    values = {k: set(v) for k, v in labels.items()}
     outputs = rows["output"].to_list() + [c["output"] for per in candidates.values() for c in per.values()
                                           if c.get("output")]
     for text in outputs:

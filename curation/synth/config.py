@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,6 +12,11 @@ from curation.config import CleanConfig, DedupeConfig
 from curation.synth.limits import LimitsConfig
 from curation.synth.recognizers import DEFAULT_PHONE_REGIONS
 from curation.synth.registry import PROVIDERS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from curation.synth.tasks import Labels
 
 DEFAULT_LOCAL = "local:smollm2-135m-instruct"
 DEFAULT_TEACHERS = [DEFAULT_LOCAL, "rule:lead"]
@@ -24,6 +29,14 @@ class LabelsConfig(Strict):
     categories: list[str] = Field(default_factory=list)
     importance: list[str] = Field(default_factory=lambda: ["low", "medium", "high"], min_length=2)
     context: list[str] = Field(default_factory=lambda: ["work", "personal"], min_length=2)
+
+    def resolve(self, df: pl.DataFrame) -> Labels:
+        """The label sets in use for the notes in `df`: the configured categories, else the notes' own."""
+        from curation.synth.tasks import Labels
+
+        found = df["category"].unique().to_list() if "category" in df.columns else []
+        categories = self.categories or sorted(c for c in found if c)
+        return Labels(tuple(categories), tuple(self.importance), tuple(self.context))
 
 
 class GapFillConfig(Strict):

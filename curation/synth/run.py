@@ -245,10 +245,10 @@ def _split_config(version: Version) -> SplitConfig:
 
 
 def _labels(cfg: SynthConfig, df: pl.DataFrame) -> Labels:
-    categories = cfg.labels.categories or sorted(c for c in df["category"].unique().to_list() if c)
-    if not categories:
+    labels = cfg.labels.resolve(df)
+    if not labels.categories:
         raise ConfigError("synth config", ["labels.categories: the dataset has no categories; name the labels to use"])
-    return Labels(tuple(categories), tuple(cfg.labels.importance), tuple(cfg.labels.context))
+    return labels
 
 
 def _work_rows(df: pl.DataFrame, task: Task, cfg: SynthConfig) -> tuple[pl.DataFrame, pl.Series]:

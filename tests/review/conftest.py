@@ -86,10 +86,10 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outputs=None):
+def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outputs=None, config=None):
     """A dataset version as `assay synth` writes it: rows with the selected output and agreement, and a
     `candidates` table with each teacher's output and score. `outputs(i)` -> (selected, other teacher's)
-    replaces the garden summaries (classify needs JSON labels)."""
+    replaces the garden summaries (classify needs JSON labels); `config` is the synth config recorded."""
     rows, cands = [], []
     for i in range(n):
         note_id = f"{name}-note-{i:05d}"
@@ -109,7 +109,7 @@ def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outp
                           "chosen": teacher == TEACHERS[0], "score": score, "raw": out})
     data = conform(pl.DataFrame(rows, infer_schema_length=None))
     table = pl.DataFrame([{k: c.get(k) for k in CANDIDATE_SCHEMA} for c in cands], schema=CANDIDATE_SCHEMA)
-    return DatasetStore(home / "datasets").write(name, data, step="synth", config={}, tables={"candidates": table},
+    return DatasetStore(home / "datasets").write(name, data, step="synth", config=config or {}, tables={"candidates": table},
                                                  task=task, teachers=TEACHERS)
 
 

@@ -303,6 +303,16 @@ def test_classify_push_asks_label_questions_and_pull_takes_the_majority(server):
     agreement = reviewed.manifest["review"]["agreement"]
     assert agreement["importance"]["items"] == 1 and agreement["category"]["items"] == 1
 
+    # a version whose synth run named its label sets: those are the options (+ what the teachers said)
+    named = {"categories": ["home", "travel", "work"], "importance": ["low", "urgent"], "context": ["personal", "work"]}
+    make_version(server.home, "named", 2, task="classify", outputs=labels, config={"labels": named})
+    run(server, "push", "named", "--task", "classify")
+    with server.owner as owner:
+        dataset = [d for d in owner.get("/api/v1/me/datasets").json()["items"] if d["name"] == "named-v1-classify"][0]
+        questions = {q["name"]: q for q in owner.get(f"/api/v1/datasets/{dataset['id']}/questions").json()["items"]}
+    assert sorted(o["value"] for o in questions["category"]["settings"]["options"]) == ["errand", "home", "travel", "work"]
+    assert sorted(o["value"] for o in questions["importance"]["settings"]["options"]) == ["high", "low", "urgent"]
+
 
 def test_serve_stop_then_start_again_keeps_data_and_credentials(tmp_path):
     """A second project's server: `serve --stop` ends it and its Redis; a new start finds the records and keys."""
