@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,18 @@ class Project:
         """
         self.state.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.state / "state.db", timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+        # switching a new file to WAL needs an exclusive lock and SQLite does not wait for it (no busy
+        # handler): two processes opening a fresh project at once saw "database is locked". WAL persists in
+        # the file, so only the first opener switches; the others retry until it has.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.row_factory = sqlite3.Row
         return conn
