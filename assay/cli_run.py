@@ -95,8 +95,11 @@ def execute(cfg, *, start=None, until=None, only=None, dry_run=False, force=Fals
             show_stage(term, project, row)
 
     run, log_path = PipelineRun(), None
+    lock = ExitStack()
+    if not dry_run:  # two runs of one project at once would write the same versions twice: the second waits
+        lock.enter_context(project.lock(on_wait=lambda line: term.print(line, style="yellow", markup=False)))
     try:
-        with run_log(project, verbose=verbose) as log_path:
+        with lock, run_log(project, verbose=verbose) as log_path:
             ctx = Context(project, track=track, log=lambda line: print(line))
             try:
                 run_pipeline(cfg, ctx, start=start, until=until, only=only, dry_run=dry_run, force=force,

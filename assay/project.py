@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,3 +61,29 @@ class Project:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.row_factory = sqlite3.Row
         return conn
+
+    @contextmanager
+    def lock(self, on_wait=None):
+        """Hold the project's run lock (one `assay run` at a time per project). A second holder waits, after
+        `on_wait(line)` says who holds it; the lock goes with its process, so a killed run leaves none behind."""
+        import fcntl
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / "run.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                if on_wait:
+                    on_wait(f"another assay run holds this project ({holder}); waiting for it to finish")
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()

@@ -144,7 +144,8 @@ class PipelineRun:
 
     @property
     def verdict(self) -> str | None:
-        return next((r.manifest.verdict for r in reversed(self.rows) if r.manifest and r.manifest.verdict), None)
+        """The verdict of this run's own eval stage (run or reused), never one read back from a folder later."""
+        return next((r.manifest.verdict for r in self.rows if r.stage == "eval" and r.manifest), None)
 
 
 def stages_between(start: str | None, until: str | None) -> list[str]:
@@ -220,13 +221,13 @@ def run_stage(name: str, section, source: list[str], ctx: Context, *, dry_run: b
     typed, hashed = stage.configure(section, source, ctx)
     inputs = [input_of(ref, ctx) for ref in source]
     fp, config_hash = fingerprint(name, inputs, hashed)
-    found = None if (stage.always_run or force) else find(ctx, fp)
+    found, problem = (None, None) if (stage.always_run or force) else find(ctx, fp)
     if found is not None:
         return Row(name, "would reuse" if dry_run else "reused", time.time() - started, found,
                    why="unchanged")
     if reuse_only:
         raise _Missing(name)
-    why = _why_run(ctx, name, inputs, config_hash, stage.always_run)
+    why = problem or _why_run(ctx, name, inputs, config_hash, stage.always_run)
     if force:
         why = f"--force; {why}"
     if dry_run:

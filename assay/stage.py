@@ -75,6 +75,14 @@ class Input(BaseModel):
     hash: str
 
 
+class Seal(BaseModel):
+    """An output's content when its stage published it: a cheap stamp (each file's size and mtime) and a hash.
+    Reuse compares the stamp, and on a mismatch the hash: a truncated or edited output is never reused."""
+
+    hash: str
+    stamp: list[tuple[str, int, int]]
+
+
 class Manifest(BaseModel):
     """What one stage run read, how it was configured, what it wrote, and what it cost."""
 
@@ -91,6 +99,82 @@ class Manifest(BaseModel):
     seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)
     created_at: str = ""
+    output_seal: Seal | None = None  # the output's content as written: a reuse checks it is still that
+
+
+# files a later stage adds to an output without changing what it is: the model card (eval verdicts), the
+# exports folder (export stage) and on-device figures (eval); a report's page (report stage re-renders it)
+_NOT_SEALED = ("README.md", "exports", "ondevice.json", "index.html")
+
+
+def _sealed_files(project: Project, ref: str | None) -> tuple[Path, list[Path]] | None:
+    """(root, files) of an output reference whose content a seal covers; None when it has no files here."""
+    if ref is None:
+        return None
+    kind, rest = split_ref(ref)
+    if kind == "dataset":
+        from assay.store import DatasetStore
+
+        root = DatasetStore(project.datasets).get(rest).path
+    elif kind == "model":
+        from training import registry
+
+        root = registry.get(project, rest).path
+    elif kind == "report":
+        root = Path(rest)
+        return root, [root / "results.json"]
+    elif kind == "export":
+        root = Path(rest)
+    else:
+        return None
+    if root.is_file():
+        return root.parent, [root]
+    files = [f for f in sorted(root.rglob("*")) if f.is_file()
+             and not any(part in _NOT_SEALED or part.startswith(".") for part in f.relative_to(root).parts)]
+    return root, files
+
+
+def _stamp(root: Path, files: list[Path]) -> list[tuple[str, int, int]]:
+    found = []
+    for f in files:
+        st = f.stat()
+        found.append((str(f.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return found
+
+
+def _hash(root: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def seal(project: Project, ref: str | None) -> Seal | None:
+    found = _sealed_files(project, ref)
+    if found is None:
+        return None
+    return Seal(hash=_hash(*found), stamp=_stamp(*found))
+
+
+def changed_since_published(project: Project, manifest: Manifest) -> str | None:
+    """Why a recorded output no longer is what its stage wrote (None: it still is, or it has no seal)."""
+    if manifest.output_seal is None:
+        return None
+    try:
+        found = _sealed_files(project, manifest.output)
+        if found is None:
+            return None
+        if [list(s) for s in _stamp(*found)] == [list(s) for s in manifest.output_seal.stamp]:
+            return None
+        if _hash(*found) == manifest.output_seal.hash:
+            return None
+    except OSError as exc:
+        return f"its output {manifest.output} cannot be read ({exc.strerror})"
+    return f"its output {manifest.output} changed since it was written (content hash differs)"
 
 
 def fingerprint(stage: str, inputs: list[Input], config: Any) -> tuple[str, str]:
@@ -131,19 +215,23 @@ def _connect(project: Project):
     return conn
 
 
-def find(ctx: Context, fp: str) -> Manifest | None:
-    """The recorded run with this fingerprint, when its output still exists."""
+def find(ctx: Context, fp: str) -> tuple[Manifest | None, str | None]:
+    """(the recorded run with this fingerprint when its output still exists as written, else why not)."""
     with _connect(ctx.project) as conn:
         row = conn.execute("SELECT manifest FROM stage_runs WHERE fingerprint = ?", (fp,)).fetchone()
     if row is None:
-        return None
+        return None, None
     manifest = Manifest.model_validate_json(row["manifest"])
-    return manifest if output_exists(ctx.project, manifest.output) else None
+    if not output_exists(ctx.project, manifest.output):
+        return None, "the earlier output is gone"
+    problem = changed_since_published(ctx.project, manifest)
+    return (None, problem) if problem else (manifest, None)
 
 
 def publish(ctx: Context, manifest: Manifest) -> Manifest:
     """Record a finished stage run (the latest run of a fingerprint wins)."""
     manifest.created_at = manifest.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest.output_seal = manifest.output_seal or seal(ctx.project, manifest.output)
     with _connect(ctx.project) as conn:
         conn.execute("INSERT OR REPLACE INTO stage_runs VALUES (?, ?, ?, ?, ?)",
                      (manifest.fingerprint, manifest.stage, manifest.output, manifest.model_dump_json(),

@@ -224,7 +224,10 @@ def _eval_cfg(section, inputs: list[str], ctx: Context):
     suite = load_suite(section.suite, section.overrides)
     gate = load_gate(section.gate) if section.gate else None
     against = section.against if section.against is not None else suite.against
-    return (suite, gate, against), [suite.key, None if gate is None else gate.model_dump(mode="json"), against]
+    # the whole resolved suite (metrics, headline, judge, harness, on-device settings...), not only what keys its
+    # predictions: a changed metric or gate is a new eval run
+    return (suite, gate, against), [suite.model_dump(mode="json"), None if gate is None else gate.model_dump(mode="json"),
+                                    against]
 
 
 def _eval(inputs: list[str], cfg, ctx: Context) -> Outcome:
@@ -247,11 +250,10 @@ def _report(inputs: list[str], cfg, ctx: Context) -> Outcome:
 
     from evals.report import write_report
 
-    folder = Path(_ref(inputs[0]))
+    folder = Path(_ref(inputs[0]))  # the eval stage's own run folder (its id covers config, baselines and gate)
     results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     page = write_report(results, folder)
-    return Outcome(f"report:{folder}", rows_in=len(results["examples"]), verdict=results["verdict"]["decision"],
-                   notes=[f"report: {page}"])
+    return Outcome(f"report:{folder}", rows_in=len(results["examples"]), notes=[f"report: {page}"])
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (

@@ -7,7 +7,7 @@ perplexity) are recomputed on every resample; mean metrics use the per-example v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,17 +26,26 @@ class Delta:
     delta: float | None
     ci_low: float | None
     ci_high: float | None
-    n: int
+    n: int  # examples both answered: the pairs the interval is over
     verdict: str  # "better", "worse", "unclear", "n/a"
+    missing: int = 0  # examples left out because one of the two gave no answer (a failed teacher call)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
 def paired_bootstrap(metric: Metric, candidate: list[Item], baseline: list[Item], *, baseline_key: str,
-                     resamples: int = RESAMPLES, seed: int = SEED, level: float = 0.95) -> Delta:
-    """`candidate[k]` and `baseline[k]` are the two models' outputs for the same example k."""
+                     resamples: int = RESAMPLES, seed: int = SEED, level: float = 0.95,
+                     answered: list[bool] | None = None) -> Delta:
+    """`candidate[k]` and `baseline[k]` are the two models' outputs for the same example k; `answered[k]` False
+    leaves example k out of the pairs (one side has no answer: missing, never scored as wrong)."""
     assert len(candidate) == len(baseline), "paired comparison needs the same examples"
+    if answered is not None:
+        missing = len(candidate) - sum(answered)
+        candidate = [c for c, ok in zip(candidate, answered) if ok]
+        baseline = [b for b, ok in zip(baseline, answered) if ok]
+        return replace(paired_bootstrap(metric, candidate, baseline, baseline_key=baseline_key, resamples=resamples,
+                                        seed=seed, level=level), missing=missing)
     n = len(candidate)
     cand_value, base_value = metric.score(candidate), metric.score(baseline)
     if cand_value is None or base_value is None or n == 0:
@@ -77,13 +86,17 @@ def direction(higher_is_better: bool | None, low: float, high: float) -> str:
     return "unclear"
 
 
-def regressions(metric: Metric, candidate: list[Item], baseline: list[Item], ids: list[str]) -> list[dict]:
-    """Examples where the candidate scores worse than the baseline on `metric`, worst first."""
+def regressions(metric: Metric, candidate: list[Item], baseline: list[Item], ids: list[str],
+                answered: list[bool] | None = None) -> list[dict]:
+    """Examples where the candidate scores worse than the baseline on `metric`, worst first (of those both
+    answered)."""
     if metric.higher_is_better is None:
         return []
     sign = 1 if metric.higher_is_better else -1
     found = []
-    for example_id, c, b in zip(ids, candidate, baseline):
+    for example_id, c, b, ok in zip(ids, candidate, baseline, answered or [True] * len(ids)):
+        if not ok:
+            continue
         x, y = metric.per_example(c), metric.per_example(b)
         if x is not None and y is not None and sign * (x - y) < 0:
             found.append({"id": example_id, "delta": x - y})

@@ -69,8 +69,9 @@ def training(candidate) -> dict | None:
             "wall_time_s": candidate.wall_time_s, "metrics": candidate.metrics, "recipe": candidate.recipe}
 
 
-def ondevice(candidate) -> list[dict]:
-    """Size and speed of each export of the candidate: measured figures when `ondevice.json` exists."""
+def ondevice(candidate, measured: dict[str, dict] | None = None) -> list[dict]:
+    """Size of each export of the candidate, with the figures this run measured (`measured`, format -> figures;
+    an `ondevice.json` left by an earlier run is never read here: a verdict uses this run's figures only)."""
     found = []
     for info_file in sorted((Path(candidate.path) / "exports").glob("*/export.json")):
         if info_file.parent.name.startswith("."):
@@ -78,9 +79,7 @@ def ondevice(candidate) -> list[dict]:
         info = json.loads(info_file.read_text(encoding="utf-8"))
         row = {"format": info["format"], "status": info["status"], "size_mb": round(info["size_bytes"] / 1e6, 1),
                "tokens_per_s": info.get("parity", {}).get("tokens_per_s")}
-        measured = info_file.with_name("ondevice.json")
-        if measured.is_file():
-            row.update(json.loads(measured.read_text(encoding="utf-8")))
+        row.update((measured or {}).get(info_file.parent.name, {}))
         found.append(row)
     return found
 

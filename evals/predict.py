@@ -51,6 +51,7 @@ class Prediction:
     output_tokens: int | None = None
     nll: float | None = None  # summed over the reference answer's tokens (models only)
     tokens: int | None = None
+    failed: bool = False  # no answer came back (a teacher unreachable, a server error): missing, not wrong
 
     def record(self) -> str:
         return json.dumps(self.__dict__, ensure_ascii=False)
@@ -191,6 +192,7 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
     from curation.synth.pii import Guard
     from curation.synth.tasks import Prompt, get_task
     from curation.synth.contract import Request
+    from curation.synth.faults import ANSWERED
     from curation.synth.registry import get_teacher
 
     teacher = get_teacher(contestant.spec)
@@ -213,7 +215,8 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
     predictions = []
     for ex, reply in zip(examples, replies):
         if not reply.ok:
-            predictions.append(Prediction(None, None, f"teacher_error:{reply.error}"))
+            predictions.append(Prediction(None, None, f"teacher_error:{reply.error}",
+                                          failed=reply.error not in ANSWERED))
             continue
         text, _ = guard.incoming(teacher, ex.note_id or ex.id, reply.text)
         if suite.task == "summarize":  # the synthesis parser: the first two sentences, no preamble

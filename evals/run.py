@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+from collections import Counter
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,8 +22,9 @@ from assay.errors import AssayError, NotFoundError
 from assay.project import Project
 from assay.store import DatasetStore
 from evals import compare, lineage
-from evals.gate import GateConfig, evaluate_gate
+from evals.gate import GateConfig, RunShape, evaluate_gate, preflight
 from evals.metrics import Item, get_metric
+from evals.ondevice import export_folders
 from evals.predict import (QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model,
                            predict_teacher)
 from evals.suite import Example, SuiteConfig, load_examples, training_instruction
@@ -47,6 +51,11 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
     store = DatasetStore(project.datasets)
     candidate = registry.get(project, model_ref)
     contestants, warnings = _contestants(project, candidate, against if against is not None else suite.against)
+    exports = tuple(f.name for f in export_folders(Path(candidate.path))) if suite.ondevice.measure else None
+    preflight(gate, RunShape(tuple(suite.metrics) + (tuple(f"harness:{m}" for m in suite.metrics) if suite.harness
+                                                     else ()),
+                             tuple(c.key for c in contestants if c.kind != "candidate"), candidate.parent is not None,
+                             exports))
 
     dataset_ref = _dataset_for(suite, candidate)
     examples, where = load_examples(suite, store=store, dataset_ref=dataset_ref)
@@ -71,27 +80,40 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
             predictions[c.key] = predict_model(c, suite, examples, instruction, cache=cache, labels=labels,
                                                progress=advance)
 
+    # an example a contestant gave no answer for (its teacher unreachable) is missing for it, never scored as wrong
+    answered = {c.key: [not p.failed for p in predictions[c.key]] for c in contestants}
+    unanswered = {c.key: _unanswered(predictions[c.key]) for c in contestants}
+    warnings += [f"{c.label} gave no answer for {unanswered[c.key]['count']} of {len(examples)} examples "
+                 f"({', '.join(f'{n} {why}' for why, n in unanswered[c.key]['reasons'].items())}): its figures are over "
+                 "the examples it answered, and its comparisons over the examples both answered."
+                 for c in contestants if unanswered[c.key]["count"]]
     items = _items(suite, examples, contestants, predictions, track)
     metric_names = suite.metrics
     scores, missing = {}, {}
     for c in contestants:
         scores[c.key] = {}
+        kept = [item for item, ok in zip(items[c.key], answered[c.key]) if ok]
         for name in metric_names:
-            value = get_metric(name).score(items[c.key])
+            value = get_metric(name).score(kept) if kept else None
             scores[c.key][name] = value
             if value is None:
-                missing.setdefault(c.key, {})[name] = _why_missing(name, c, reference_teacher(contestants))
+                missing.setdefault(c.key, {})[name] = (_why_missing(name, c, reference_teacher(contestants)) if kept
+                                                       else "it answered no example")
 
     baselines = [c for c in contestants if c.kind != "candidate"]
-    comparisons = [compare.paired_bootstrap(get_metric(m), items["candidate"], items[b.key], baseline_key=b.key).as_dict()
+    both = {b.key: [x and y for x, y in zip(answered["candidate"], answered[b.key])] for b in baselines}
+    comparisons = [compare.paired_bootstrap(get_metric(m), items["candidate"], items[b.key], baseline_key=b.key,
+                                            answered=both[b.key]).as_dict()
                    for b in baselines for m in metric_names if get_metric(m).higher_is_better is not None]
     head = get_metric(suite.headline)
     ids = [ex.id for ex in examples]
-    regressions = {b.key: compare.regressions(head, items["candidate"], items[b.key], ids) for b in baselines}
+    regressions = {b.key: compare.regressions(head, items["candidate"], items[b.key], ids, both[b.key])
+                   for b in baselines}
 
+    measured = None
     if suite.ondevice.measure:  # latency, memory and size of each export of the candidate (evals/ondevice.py)
         from evals.ondevice import measure_candidate
-        measure_candidate(candidate, suite, examples, instruction, progress=track)
+        measured = measure_candidate(candidate, suite, examples, instruction, progress=track)
     judged = None
     if suite.judge.teacher:  # pairwise preference by a judge teacher, cached and budgeted (evals/judge.py)
         from evals.judge import judge_run
@@ -100,25 +122,30 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
 
     results = {
         "schema": 1,
-        "run_id": run_id(candidate.name, candidate.version, suite.name),
+        "run_id": run_id(candidate.name, candidate.version, suite.name,
+                         identity(suite, contestants, gate)),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": {"name": suite.name, "version": suite.version, "task": suite.task, "headline": suite.headline,
                   "key": suite.key, "data": where, "instruction": instruction, "config": suite.model_dump(mode="json")},
         "candidate": "candidate",
+        "previous_version": candidate.parent,
         "models": [{"key": c.key, "label": c.label, "kind": c.kind} for c in contestants],
         "metrics": [get_metric(m).info() for m in metric_names],
         "scores": scores,
         "missing": missing,
+        "unanswered": unanswered,
         "comparisons": comparisons,
         "details": _details(suite, contestants, items),
         "examples": _examples_json(suite, examples, contestants, predictions, items, metric_names),
         "regressions": regressions,
         "training": lineage.training(candidate),
-        "ondevice": lineage.ondevice(candidate),
+        "ondevice": lineage.ondevice(candidate, measured),
+        "ondevice_measured": measured is not None,
         "lineage": lineage.lineage(store, candidate, spend),
         "warnings": warnings,
         "human": None,
         "judge": judged,
+        "gate": None if gate is None else gate.model_dump(mode="json"),
         "eval_seconds": round(time.time() - started, 1),
         "predictions": {c.key: ({"generated": cache.generated.get(c.cache_key, 0),
                                  "reused": len(examples) - cache.generated.get(c.cache_key, 0)}
@@ -136,8 +163,21 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
     return EvalRun(results, folder)
 
 
-def run_id(name: str, version: str, suite: str) -> str:
-    return f"{name}-{version}-{suite}"
+def identity(suite: SuiteConfig, contestants: list[Contestant], gate: GateConfig | None) -> str:
+    """What makes a run this run: the resolved suite (metrics, headline, data, judge...), the exact weights and
+    teachers compared, and the gate. Two runs share a folder only when all of these are the same."""
+    payload = json.dumps([suite.model_dump(mode="json"), [(c.key, c.cache_key) for c in contestants],
+                          None if gate is None else gate.model_dump(mode="json")], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:8]
+
+
+def run_id(name: str, version: str, suite: str, digest: str) -> str:
+    return f"{name}-{version}-{suite}-{digest}"
+
+
+def _unanswered(predictions: list[Prediction]) -> dict:
+    reasons = Counter((p.reason or "no answer").removeprefix("teacher_error:") for p in predictions if p.failed)
+    return {"count": sum(reasons.values()), "of": len(predictions), "reasons": dict(reasons.most_common())}
 
 
 def save(project: Project, results: dict) -> Path:
@@ -154,13 +194,20 @@ def save(project: Project, results: dict) -> Path:
 
 
 def load_results(project: Project, run: str) -> tuple[dict, Path]:
-    """A stored run by id (reports/<id>) or by folder path."""
+    """A stored run by id (reports/<id>), by folder path, or by the id without its digest when one run matches."""
     folder = Path(run)
     if not (folder / "results.json").is_file():
         folder = project.reports / run
     if not (folder / "results.json").is_file():
-        known = sorted(p.parent.name for p in project.reports.glob("*/results.json")) if project.reports.is_dir() else []
-        raise NotFoundError("eval run", run, known)
+        runs = project.reports.glob("*/results.json") if project.reports.is_dir() else []
+        known = sorted(p.parent.name for p in runs)
+        matches = [k for k in known if re.fullmatch(re.escape(run) + r"-[0-9a-f]{8}", k)]
+        if len(matches) > 1:
+            raise AssayError(f"{len(matches)} eval runs of {run} (other configs, baselines or gates); name one: "
+                             + ", ".join(matches))
+        if not matches:
+            raise NotFoundError("eval run", run, known)
+        folder = project.reports / matches[0]
     return json.loads((folder / "results.json").read_text(encoding="utf-8")), folder
 
 

@@ -11,6 +11,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 FATAL = {"auth_failed", "permission_denied", "model_not_found", "payment_required"}
+# faults that are the teacher's own answer (it refused, it ran out of tokens): scored as its output. Every
+# other fault means no answer came back, and an eval counts that example as missing for it, never as wrong.
+ANSWERED = {"refusal", "max_tokens"}
 
 
 def classify(exc: BaseException) -> tuple[str, bool, float | None]:

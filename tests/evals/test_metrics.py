@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from evals.compare import direction, paired_bootstrap, regressions
+from assay.errors import ConfigError
 from evals.gate import NO_SHIP, SHIP, GateConfig, evaluate_gate
 from evals.metrics import METRICS, Item, Metric, get_metric, repetition, rouge, rouge_l, token_f1
 
@@ -154,34 +155,92 @@ def test_bootstrap_of_a_corpus_metric_and_regressions():
 
 # ---------------------------------------------------------------- the gate
 
-def _results(delta, low, high, verdict, length_ok=0.9, models=("candidate", "base")):
+def _results(delta, low, high, verdict, length_ok=0.9, models=("candidate", "base"), previous_version=None,
+             unanswered=None):
     return {
         "candidate": "candidate",
+        "previous_version": previous_version,
         "models": [{"key": k, "label": k, "kind": k} for k in models],
         "metrics": [get_metric("rougeL").info(), get_metric("length_ok").info()],
         "scores": {"candidate": {"rougeL": 0.2 + delta, "length_ok": length_ok}, "base": {"rougeL": 0.2}},
         "comparisons": [{"metric": "rougeL", "baseline": "base", "candidate_value": 0.2 + delta, "baseline_value": 0.2,
                          "delta": delta, "ci_low": low, "ci_high": high, "n": 30, "verdict": verdict}],
+        "unanswered": unanswered or {},
         "ondevice": [],
     }
 
 
+DEFAULT_RULES = [{"metric": "rougeL", "against": "base", "must": "better"},
+                 {"metric": "rougeL", "against": "previous", "ci_low_at_least": -0.01, "if_absent": "first_version"},
+                 {"metric": "length_ok", "at_least": 0.8}]
+
+
 def test_gate_ship_and_no_ship_name_the_failing_rules():
-    gate = GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "base", "must": "better"},
-                                                {"metric": "rougeL", "against": "previous", "ci_low_at_least": -0.01},
-                                                {"metric": "length_ok", "at_least": 0.8}]})
+    gate = GateConfig.model_validate({"rules": DEFAULT_RULES})
     ship = evaluate_gate(gate, _results(0.03, 0.01, 0.05, "better"))
     assert ship["decision"] == SHIP and [r["passed"] for r in ship["rules"]] == [True, None, True]
-    assert "Skipped: no previous" in ship["rules"][1]["explain"]
+    assert "no previous version" in ship["rules"][1]["explain"] and "did not apply" in ship["summary"]
     no = evaluate_gate(gate, _results(-0.0185, -0.0299, -0.0063, "worse", length_ok=0.5))
     assert no["decision"] == NO_SHIP and [r["passed"] for r in no["rules"]] == [False, None, False]
     assert "worse than base" in no["summary"] and "-1.85" in no["summary"] and "50.00" in no["summary"]
 
 
+def test_a_rule_whose_baseline_is_not_in_the_run_never_passes():
+    """A first version may skip the previous rule only when the gate says so; a previous version left out of the
+    run by --against, or a typo, is not 'skipped': the rule fails (and preflight stops the run before that)."""
+    from evals.gate import RunShape, preflight
+
+    default = GateConfig.model_validate({"rules": DEFAULT_RULES})
+    left_out = evaluate_gate(default, _results(0.03, 0.01, 0.05, "better", previous_version="notes-student@v1.0.0"))
+    assert left_out["decision"] == NO_SHIP and [r["passed"] for r in left_out["rules"]] == [True, False, True]
+    assert "previous is not a baseline of this run" in left_out["rules"][1]["explain"]
+    plain = GateConfig.model_validate({"rules": [{**DEFAULT_RULES[1], "if_absent": "error"}, DEFAULT_RULES[2]]})
+    assert evaluate_gate(plain, _results(0.03, 0.01, 0.05, "better"))["decision"] == NO_SHIP
+
+    typo = GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "baes", "must": "better"}]})
+    shape = RunShape(("rougeL", "length_ok"), ("base", "rule:lead"), False, None)
+    with pytest.raises(ConfigError, match=r"rules\[1\].*baes is not a baseline of this run \(baselines: base, rule:lead"):
+        preflight(typo, shape)
+    with pytest.raises(ConfigError, match="not a metric of this suite"):
+        preflight(GateConfig.model_validate({"rules": [{"metric": "json_valid", "at_least": 0.9}]}), shape)
+    with pytest.raises(ConfigError, match="not measured in this run"):
+        preflight(GateConfig.model_validate({"rules": [{"metric": "latency_p95_ms", "at_most": 9}]}), shape)
+    preflight(default, shape)  # a first version: the previous rule says it does not apply; the others can run
+    with pytest.raises(ConfigError, match="previous is not a baseline"):
+        preflight(default, RunShape(shape.metrics, shape.baselines, True, None))
+    no_ship = GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "baes", "must": "better",
+                                                    "if_absent": "no_ship"}, DEFAULT_RULES[2]]})
+    preflight(no_ship, shape)  # the gate chose to fail the verdict instead of stopping
+    verdict = evaluate_gate(no_ship, _results(0.03, 0.01, 0.05, "better"))
+    assert verdict["decision"] == NO_SHIP and "Not evaluated (rougeL better than baes)" in verdict["summary"]
+
+
+def test_a_baseline_that_did_not_answer_fails_the_rule_against_it_unless_the_gate_allows_it():
+    gate = GateConfig.model_validate({"rules": [DEFAULT_RULES[0]]})
+    lacking = {"base": {"count": 3, "of": 30, "reasons": {"connection_refused": 3}}}
+    verdict = evaluate_gate(gate, _results(0.03, 0.01, 0.05, "better", unanswered=lacking))
+    assert verdict["decision"] == NO_SHIP and verdict["rules"][0]["actual"] == "3 of 30 missing"
+    assert "gave no answer for 3 of 30 examples (3 connection_refused)" in verdict["summary"]
+    allowed = GateConfig.model_validate({"rules": [{**DEFAULT_RULES[0], "max_missing": 0.1}]})
+    verdict = evaluate_gate(allowed, _results(0.03, 0.01, 0.05, "better", unanswered=lacking))
+    assert verdict["decision"] == SHIP and "on the 30 examples both answered" in verdict["rules"][0]["explain"]
+
+
+def test_failed_answers_are_left_out_of_the_pairs_not_scored_as_zero():
+    rouge = get_metric("rougeL")
+    cand = [Item("the cat sat on the mat", "the cat sat on the mat")] * 10
+    base = [Item("the cat sat", "the cat sat on the mat")] * 6 + [Item(None, "the cat sat on the mat")] * 4
+    answered = [True] * 6 + [False] * 4
+    d = paired_bootstrap(rouge, cand, base, baseline_key="teacher:x", answered=answered)
+    assert (d.n, d.missing) == (6, 4)
+    assert d.baseline_value == pytest.approx(rouge.score(base[:6]))  # not dragged down by four zeros
+
+
 def test_gate_fails_on_missing_evidence():
     gate = GateConfig.model_validate({"rules": [{"metric": "latency_p95_ms", "at_most": 200},
-                                                {"metric": "json_valid", "at_least": 0.98}]})
-    verdict = evaluate_gate(gate, _results(0.03, 0.01, 0.05, "better"))
+                                                {"metric": "json_valid", "at_least": 0.98, "if_absent": "no_ship"}]})
+    results = {**_results(0.03, 0.01, 0.05, "better"), "ondevice": [{"format": "int8", "size_mb": 90.0}]}
+    verdict = evaluate_gate(gate, results)
     assert verdict["decision"] == NO_SHIP
     assert "No on-device figure" in verdict["rules"][0]["explain"]
     assert "not a metric of this suite" in verdict["rules"][1]["explain"]
@@ -194,6 +253,11 @@ def test_gate_config_refuses_a_rule_without_a_condition():
         GateConfig.model_validate({"rules": [{"metric": "rougeL"}]})
     with pytest.raises(ValidationError, match="set against"):
         GateConfig.model_validate({"rules": [{"metric": "rougeL", "must": "better"}]})
+    with pytest.raises(ValidationError, match="first_version is for rules against previous"):
+        GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "base", "must": "better",
+                                              "if_absent": "first_version"}]})
+    with pytest.raises(ValidationError, match="bound the new model's own value"):
+        GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "base", "at_least": 0.2}]})
 
 
 def test_embedding_similarity_hand_values():
