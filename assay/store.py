@@ -50,12 +50,21 @@ class Version:
         return f"{self.manifest['name']}@{self.manifest['version']}"
 
     def data(self) -> pl.DataFrame:
-        return pl.read_parquet(self.path / "data.parquet")
+        return _read(self.path / "data.parquet", self.ref)
 
     def table(self, name: str) -> pl.DataFrame | None:
         """A side table written with the version (rejects, clusters, ...), or None."""
         path = self.path / f"{name}.parquet"
-        return pl.read_parquet(path) if path.exists() else None
+        return _read(path, self.ref) if path.exists() else None
+
+
+def _read(path: Path, ref: str) -> pl.DataFrame:
+    """A version's parquet file; a truncated or edited one is one line naming it, never a traceback later."""
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise StoreError(f"{path}: {ref} cannot be read ({str(exc).splitlines()[0]}); versions are never edited "
+                         "in place: restore it, or delete the folder and run the step that made it again") from None
 
 
 def content_hash(df: pl.DataFrame) -> str:

@@ -217,7 +217,9 @@ def _metric_table(results: dict) -> tuple[list[dict], list[str]]:
             ci = f"[{_val(c['ci_low'], metric, True, dp)}, {_val(c['ci_high'], metric, True, dp)}]"
             deltas.append({"text": _val(c["delta"], metric, True, dp), "ci": ci,
                            "cls": _colour(metric, c["delta"], c.get("ci_low"), c.get("ci_high")),
-                           "tip": f"candidate minus {m['label']}, 95% CI {ci}, n={c.get('n')}, {c.get('verdict', '')}"})
+                           "tip": f"candidate minus {m['label']}, 95% CI {ci}, n={c.get('n')}, {c.get('verdict', '')}"
+                                  + (f"; {c['missing']} example(s) without an answer left out" if c.get("missing")
+                                     else "")})
         rows.append({"m": metric, "cells": cells, "deltas": deltas,
                      "headline": name == results["suite"].get("headline")})
     return rows, notes

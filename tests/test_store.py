@@ -85,3 +85,15 @@ def test_kill_during_write_leaves_only_complete_versions(tmp_path, attempt):
     nxt = store.write("big", _frame(2), step="s", config={})
     assert nxt.manifest["version"] == f"v{len(versions) + 1}"
     assert not [p for p in (tmp_path / "big").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_truncated_version_is_one_line_from_the_cli(tmp_path, assay):
+    store = DatasetStore(tmp_path / "datasets")
+    version = store.write("notes", _frame(50), step="curate", config={})
+    data = version.path / "data.parquet"
+    data.write_bytes(data.read_bytes()[:100])
+    with pytest.raises(StoreError, match=r"data.parquet: notes@v1 cannot be read \(parquet: "):
+        version.data()
+    proc = assay("train", "training/configs/demo.yaml", "data.dataset=notes@v1", home=tmp_path, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "notes@v1 cannot be read" in proc.stderr

@@ -39,8 +39,15 @@ def evaluated(tmp_path_factory, assay_cache):
     run(home, "export", "notes-student@v1.0.1", "--format", "int8")
     proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.1", "--against", "previous,base,rule:lead",
                "--gate", "evals/gates/default.yaml", *SMALL_EVAL, ok=(0, 4))
-    folder = home / "reports" / "notes-student-v1.0.1-summarize"
+    folder = report_folder(proc)
+    assert folder.parent == home / "reports" and folder.name.startswith("notes-student-v1.0.1-summarize-")
     return home, proc, folder, json.loads((folder / "results.json").read_text(encoding="utf-8"))
+
+
+def report_folder(proc: subprocess.CompletedProcess) -> Path:
+    """The run folder `assay eval` names on its last line (its id carries a digest of config, baselines, gate)."""
+    line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("report: "))
+    return Path(line.removeprefix("report: ")).parent
 
 
 def test_the_verdict_matches_the_exit_code_and_names_its_rules(evaluated):
@@ -102,7 +109,7 @@ def test_training_lineage_and_trend_come_from_this_run(evaluated):
     assert "## Evaluations" in card and results["verdict"]["decision"] in card
     with sqlite3.connect(home / ".assay" / "state.db") as db:  # and on the version's registry row
         row = db.execute("SELECT verdict, report FROM model_registry WHERE version = 'v1.0.1'").fetchone()
-    assert row == (results["verdict"]["decision"], str(home / "reports" / "notes-student-v1.0.1-summarize" / "index.html"))
+    assert row == (results["verdict"]["decision"], str(folder / "index.html"))
     listing = run(home, "models", "list").stdout
     assert f"summarize/v1: {results['verdict']['decision']}" in listing and "not evaluated" in listing  # v1.0.0
 
@@ -129,12 +136,14 @@ def test_a_second_eval_generates_nothing_and_report_rebuilds(evaluated):
     proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.1", "--against", "previous,base,rule:lead",
                *SMALL_EVAL)
     assert sqlite3.connect(db).execute("SELECT model_key, example_key, created_at FROM eval_predictions").fetchall() == before
-    again = json.loads((folder / "results.json").read_text())
+    ungated = report_folder(proc)  # no gate: another run, in its own folder; the gated run's verdict stays
+    again = json.loads((ungated / "results.json").read_text())
+    assert ungated != folder and json.loads((folder / "results.json").read_text())["verdict"] == results["verdict"]
     assert all(v.get("generated", 0) == 0 for v in again["predictions"].values())
     assert again["scores"] == results["scores"] and again["verdict"]["decision"] == "NO GATE"
     assert "0 new, 6 cached" in proc.stdout
     (folder / "index.html").unlink()
-    run(home, "report", "notes-student-v1.0.1-summarize")
+    run(home, "report", folder.name)
     assert (folder / "index.html").is_file()
 
 
@@ -142,7 +151,8 @@ def test_report_compares_two_runs_of_one_suite_from_the_cli(evaluated):
     home, _, folder, results = evaluated
     proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.0", "--against", "base", *SMALL_EVAL)
     assert "notes-student@v1.0.0 0 new, 6 cached" in proc.stdout  # it was the previous version in the first eval
-    out = run(home, "report", "--compare", "notes-student-v1.0.0-summarize", "notes-student-v1.0.1-summarize").stdout
+    # the id without its digest names a run when only one matches (v1.0.0 was evaluated once)
+    out = run(home, "report", "--compare", "notes-student-v1.0.0-summarize", folder.name).stdout
     page = Path(out.strip().splitlines()[-1].removeprefix("report: "))
     assert page.parent.parent == home / "reports" and page.is_file()
     assert "notes-student@v1.0.0" in page.read_text() and "notes-student@v1.0.1" in page.read_text()
