@@ -92,17 +92,23 @@ def push_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>
               argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Send an eval run's examples as blind A/B preference questions: candidate vs a baseline."""
     from assay.project import Project
+    from assay.runlog import run_log
     from curation.review.client import one_line_errors
     from curation.review.human_eval import push_eval as run_push
 
+    project = Project.current()
     client = _client(argilla_url)
-    with one_line_errors(client):
-        result = run_push(Project.current(), run, client, against=against, workspace=workspace,
-                          min_submitted=min_submitted)
-    skipped = f", {result['skipped']} without both outputs" if result["skipped"] else ""
+    # the SDK's batch-size notice and its "Sending records..." bar go to the log, as in `assay run`
+    with run_log(project) as log_path, one_line_errors(client):
+        result = run_push(project, run, client, against=against, workspace=workspace, min_submitted=min_submitted)
     _say(f"pushed {result['added']} new record(s) to Argilla dataset {result['dataset']!r} "
-         f"({result['already']} already there, {result['total']} comparable{skipped}); {result['url']}")
+         f"({result['already']} already there, {result['total']} to compare); {result['url']}")
+    if result["identical"]:
+        _say(f"not sent: {result['identical']} example(s) whose two outputs are identical (they count as ties)")
+    if result["skipped"]:
+        _say(f"not sent: {result['skipped']} example(s) without both outputs (not compared)")
     _say(f"which side is the candidate is kept in {result['side_file']}, not in Argilla")
+    _say(f"log: {log_path}")
 
 
 @review_app.command("pull-eval")
@@ -117,14 +123,24 @@ def pull_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>
     client = _client(argilla_url)
     with one_line_errors(client):
         human = run_pull(Project.current(), run, client, against=against)
-    if not human["n"]:
+    if not human["answered"]:
         _say(f"no submitted answers yet in {human['argilla_dataset']!r}")
         return
-    _say(f"human win rate vs {human['baseline_label']}: {human['win_rate']:.1%} (95% CI {human['ci_low']:.1%} to "
-         f"{human['ci_high']:.1%}) over {human['n']} of {human['examples']} example(s), {human['responses']} "
-         f"answer(s): {human['wins']} win(s), {human['losses']} loss(es), {human['ties']} tie(s)")
+    for line in human_lines(human):
+        _say(line)
     for user, counts in human["annotators"].items():
         _say(f"  {user}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+def human_lines(h: dict) -> list[str]:
+    """results["human"] said as counted: the people's answers, the automatic ties, then the rate and its base."""
+    identical = (f"; {h['identical']} example(s) with identical outputs were not sent and count as ties"
+                 if h["identical"] else "")
+    return [f"{h['responses']} blind answer(s) from {len(h['annotators'])} annotator(s): the candidate preferred "
+            f"in {h['wins']}, {h['baseline_label']} in {h['losses']}, {h['ties']} tie(s){identical}",
+            f"human win rate vs {h['baseline_label']} with ties as half: {h['win_rate']:.1%} (95% CI "
+            f"{h['ci_low']:.1%} to {h['ci_high']:.1%}) over {h['n']} of {h['examples']} example(s) "
+            f"({h['answered']} answered, {h['identical']} identical)"]
 
 
 @review_app.command("pull-duplicates")

@@ -4,6 +4,9 @@
         and a reason ──pull──▶ candidate win / baseline win / tie per answer ──▶ win rate (a tie counts
         half) with a bootstrap 95% CI over examples ──▶ results["human"] and the rebuilt index.html
 
+An example whose two outputs are the same text is a tie by construction: asking a person would spend their
+time on a question with one answer, so it is not sent, and pull counts it as a tie (and says how many).
+
 Blind: which side is the candidate is drawn per example with a fixed seed (evals.judge.positions: half the
 examples each way, shuffled) and kept only on our side, in `<state>/human-eval/<dataset>.json`. Argilla
 metadata will not do: the UI offers metadata as filters, and any annotator's key reads a record's
@@ -63,8 +66,8 @@ def push_eval(project: Project, run: str, client, *, against: str = "base", work
     results, folder = load_results(project, run)
     against = _baseline(results, against, folder)
     cand, run_id = results["candidate"], results["run_id"]
-    usable = [ex for ex in results["examples"]
-              if (ex.get("predictions") or {}).get(cand) and (ex.get("predictions") or {}).get(against)]
+    split = comparable(results, against)
+    usable = split["sent"]
     name = dataset_name(run_id, against)
     mapping = _mapping(project, name, run_id, cand, against, seed, [ex["id"] for ex in usable])
     settings = rg.Settings(
@@ -93,8 +96,26 @@ def push_eval(project: Project, run: str, client, *, against: str = "base", work
             warnings.simplefilter("ignore")
             dataset.records.log(records, batch_size=500)
     return {"dataset": name, "added": len(records), "already": len(usable) - len(records), "total": len(usable),
-            "skipped": len(results["examples"]) - len(usable), "side_file": str(side_file(project, name)),
+            "identical": len(split["identical"]), "skipped": len(split["missing"]),
+            "side_file": str(side_file(project, name)),
             "url": f"{str(client.api_url).rstrip('/')}/dataset/{dataset.id}/annotation-mode"}
+
+
+def comparable(results: dict, against: str) -> dict[str, list]:
+    """The run's examples in three groups: "sent" to people (both outputs, and they differ), "identical"
+    (ids: both outputs the same text, a tie without asking) and "missing" (ids: an output is absent)."""
+    cand = results["candidate"]
+    out: dict[str, list] = {"sent": [], "identical": [], "missing": []}
+    for ex in results["examples"]:
+        preds = ex.get("predictions") or {}
+        first, second = preds.get(cand), preds.get(against)
+        if not first or not second:
+            out["missing"].append(ex["id"])
+        elif first.strip() == second.strip():  # whitespace at the ends is nothing a reader could prefer
+            out["identical"].append(ex["id"])
+        else:
+            out["sent"].append(ex)
+    return out
 
 
 def _mapping(project: Project, name: str, run_id: str, cand: str, against: str, seed: int, ids: list[str]) -> dict:
@@ -127,7 +148,10 @@ def pull_eval(project: Project, run: str, client, *, against: str = "base") -> d
     if not path.exists():
         raise AssayError(f"{path}: no A/B mapping for run {run_id!r} against {against!r}; "
                          f"push it first with `assay review push-eval {run} --against {against}`")
-    where = json.loads(path.read_text(encoding="utf-8"))["positions"]
+    split = comparable(results, against)
+    same = set(split["identical"])  # a side file from before they were held back lists them: still automatic ties
+    where = {ex_id: pos for ex_id, pos in json.loads(path.read_text(encoding="utf-8"))["positions"].items()
+             if ex_id not in same}
     by_record = {record_id(run_id, against, ex_id): ex_id for ex_id in where}
     users = _usernames(client)
     answers: dict[str, dict[str, dict]] = defaultdict(dict)  # example id -> user -> {winner, reason}
@@ -141,10 +165,11 @@ def pull_eval(project: Project, run: str, client, *, against: str = "base") -> d
         answers[ex_id][users.get(response["user_id"], response["user_id"])] = {
             "said": said.upper() if said != "tie" else "tie", "winner": winner,
             "reason": (values.get("reason") or {}).get("value")}
-    human = summarize(answers, where, baseline=against,
+    human = summarize(answers, where, identical=split["identical"], missing=len(split["missing"]),
+                      examples=len(results["examples"]), baseline=against,
                       label=next(m["label"] for m in results["models"] if m["key"] == against))
     human.update(argilla_dataset=name, pulled_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    if not human["n"]:
+    if not human["answered"]:
         return human  # nothing to report yet: the run's results stay as they are
     results["human"] = human
     _write_json(folder / "results.json", results)
@@ -152,25 +177,30 @@ def pull_eval(project: Project, run: str, client, *, against: str = "base") -> d
     return human
 
 
-def summarize(answers: dict[str, dict[str, dict]], where: dict[str, str], *, baseline: str, label: str) -> dict:
-    """Win rate over examples: an example's score is the mean of its answers (1 win, 0.5 tie, 0 loss), so an
-    example that three people answered weighs as much as one that one person answered."""
+def summarize(answers: dict[str, dict[str, dict]], where: dict[str, str], *, identical: list[str], missing: int,
+              examples: int, baseline: str, label: str) -> dict:
+    """Counts as people gave them, and a win rate over examples: an answered example scores the mean of its
+    answers (1 win, 0.5 tie, 0 loss), so one that three people answered weighs as much as one that one person
+    answered; an example with identical outputs scores 0.5 (a tie nobody was asked about)."""
     per_example = [{"id": ex_id, "candidate_position": where[ex_id], "answers": dict(sorted(by_user.items()))}
                    for ex_id, by_user in sorted(answers.items())]
     scores = [sum(SCORE[a["winner"]] for a in row["answers"].values()) / len(row["answers"]) for row in per_example]
-    rate, low, high = win_rate_ci(scores)
+    rate, low, high = win_rate_ci(scores + [SCORE["tie"]] * len(identical))
     winners = Counter(a["winner"] for row in per_example for a in row["answers"].values())
     annotators: dict[str, Counter] = defaultdict(Counter)
     for row in per_example:
         for user, a in row["answers"].items():
             annotators[user][a["winner"]] += 1
     said = [a["said"] for row in per_example for a in row["answers"].values() if a["said"] in ("A", "B")]
-    return {"win_rate": rate, "ci_low": low, "ci_high": high, "n": len(per_example), "examples": len(where),
+    return {"win_rate": rate, "ci_low": low, "ci_high": high,
+            "n": len(per_example) + len(identical),  # examples in the win rate
+            "examples": examples, "sent": len(where), "answered": len(per_example), "identical": len(identical),
+            "missing_output": missing,
             "responses": sum(winners.values()), "wins": winners["candidate"], "losses": winners["baseline"],
             "ties": winners["tie"], "baseline": baseline, "baseline_label": label,
             "position_a_rate": sum(s == "A" for s in said) / len(said) if said else None,
             "annotators": {u: {k: c[k] for k in ("candidate", "baseline", "tie")} for u, c in sorted(annotators.items())},
-            "per_example": per_example}
+            "identical_ids": sorted(identical), "per_example": per_example}
 
 
 def _write_json(path: Path, obj: dict) -> None:

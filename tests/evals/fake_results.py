@@ -81,6 +81,23 @@ def _mean_ci(deltas: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def demo_human(h: str = "") -> dict:
+    """results["human"] as `assay review pull-eval` writes it for the demo's eval: 30 examples, 9 with identical
+    outputs (not sent), 21 sent, 14 answered by two annotators: 8 for the candidate, 2 for the base, 4 ties."""
+    from curation.review.human_eval import summarize
+
+    said = ["candidate"] * 8 + ["baseline"] * 2 + ["tie"] * 4
+    sent = [f"demo-{k:02d}" for k in range(21)]
+    where = {ex_id: "AB"[k % 2] for k, ex_id in enumerate(sent)}
+    answers = {}
+    for k, (ex_id, winner) in enumerate(zip(sent, said)):
+        letter = where[ex_id] if winner == "candidate" else {"A": "B", "B": "A"}[where[ex_id]]
+        answers[ex_id] = {("ann" if k % 2 else "bob") + h: {"said": "tie" if winner == "tie" else letter,
+                                                           "winner": winner, "reason": None}}
+    return summarize(answers, where, identical=[f"demo-{k:02d}" for k in range(21, 30)], missing=0, examples=30,
+                     baseline="base", label="smollm2-135m-instruct (zero-shot)" + h)
+
+
 def fake_results(n: int = 40, m: int = 4, *, seed: int = 0, hostile: str | None = None,
                  decision: str = "NO-SHIP", classification: bool = False, empty: bool = False) -> dict:
     """Results of one eval run: n examples, m models (candidate first). `empty` drops every chart input."""
@@ -184,7 +201,7 @@ def fake_results(n: int = 40, m: int = 4, *, seed: int = 0, hostile: str | None 
                     "review": {"coverage": 0.4, "agreement": 0.7}, "training_config": config,
                     "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "hardware": "cpu: AMD EPYC (2 threads)" + h},
         "warnings": ["12 of 30 gold notes were in the training split of notes@v2 (trained on)." + h],
-        "human": {"win_rate": 0.6, "ci_low": 0.4, "ci_high": 0.75, "n": 20},
+        "human": demo_human(h),
     }
     if classification:
         labels = ["work", "personal", "other" + h]

@@ -10,6 +10,7 @@ import pytest
 from fake_results import HOSTILE, fake_results
 
 from assay.errors import InputError
+from evals.judge import win_rate_ci
 from evals.report import compare_html, render, script_json, write_report
 
 OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "script", "header", "nav", "main", "section", "footer",
@@ -111,7 +112,6 @@ def test_sections_and_figures_present():
         assert section in page.text, section
     assert "NO-SHIP" in page.text["verdict"]
     assert "Failing rule" in page.text["verdict"] and "1 rule passed" in page.text["verdict"]
-    assert "reviewers preferred the candidate in 60% of 20" in " ".join(page.text["metrics"].split())
     assert "no data:" not in html
     cand = results["scores"]["candidate"]["rougeL"] * 100
     assert f"{cand:.1f}" in page.text["metrics"]  # scaled by the metric's scale
@@ -123,6 +123,38 @@ def test_sections_and_figures_present():
     # the list stays out of the on-device table
     assert len(re.findall(r'class="pt"><title>merged: ', html)) == 5
     assert "latency_ms" not in page.text["details"] + page.text["charts"]
+
+
+def test_human_preference_said_as_counted():
+    """The demo's 14 blind answers (8 candidate, 2 base, 4 ties) and 9 identical pairs: each count in words, the
+    tie rule named, the rate over the examples it covers; the counts per annotator in a table."""
+    html = render(fake_results(30, 3))
+    text = " ".join(parse(html).text["metrics"].split())
+    base = "smollm2-135m-instruct (zero-shot)"
+    assert (f"reviewers preferred the candidate in 8 of 14 blind answers, {base} in 2, and called 4 a tie; "
+            "2 annotators answered.") in text
+    assert "9 examples whose two outputs were identical were not shown to anyone and count as ties." in text
+    # (8 + 4/2 + 9/2) / 23; the CI is the bootstrap over those 23 examples
+    scores = [1.0] * 8 + [0.0] * 2 + [0.5] * 13
+    rate, low, high = win_rate_ci(scores)
+    assert round(rate, 3) == 0.63
+    assert (f"Win rate with ties as half: 63% (95% CI {low * 100:.0f}% to {high * 100:.0f}%), over 23 of 30 examples "
+            "(14 answered by people, 9 identical); 7 sent but not answered yet.") in text
+    assert "side-by-side" not in text
+    table = html[html.index('class="metrics human-counts"'):]
+    rows = re.findall(r"<tr><th>([^<]*)</th><td[^>]*>(\d+)</td><td[^>]*>(\d+)</td><td[^>]*>(\d+)</td></tr>",
+                      table[:table.index("</table>")])
+    assert rows == [("ann", "4", "1", "2"), ("bob", "4", "1", "2"), ("all answers", "8", "2", "4"),
+                    ("identical outputs (not sent, counted as ties)", "0", "0", "9")]
+
+
+def test_human_summary_without_counts_asks_for_a_new_pull():
+    results = fake_results(10, 3)
+    results["human"] = {"win_rate": 0.71, "ci_low": 0.5, "ci_high": 0.9, "n": 14}  # as pull-eval wrote it before
+    text = " ".join(parse(render(results)).text["metrics"].split())
+    assert "71%" not in text
+    assert ("without its counts (wins, losses, ties, identical pairs); run assay review pull-eval "
+            f"{results['run_id']} --against base again to show them") in text
 
 
 def test_delta_colours_follow_higher_is_better():

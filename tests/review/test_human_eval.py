@@ -33,21 +33,39 @@ def test_push_answer_pull_eval(server):
     results = fake_results(10, 3)  # candidate, previous, base on ten sample notes
     assert results["run_id"] == RUN
     results["human"] = None  # as `assay eval` writes it: no human review yet
+    # three examples where the candidate wrote what the base wrote (one up to a trailing newline): a tie that
+    # nobody needs to be asked about; one where the base gave no output: nothing to compare
+    examples = {ex["id"]: ex for ex in results["examples"]}
+    same, missing = sorted(examples)[:3], sorted(examples)[3]
+    for k, ex_id in enumerate(same):
+        preds = examples[ex_id]["predictions"]
+        preds["base"] = preds["candidate"] + ("\n" if k == 0 else "")
+    examples[missing]["predictions"]["base"] = None
     folder = save(project, results)
     assert "no human preference review for this run" in (folder / "index.html").read_text()
 
-    out = review(server, "push-eval", RUN).stdout
-    assert "pushed 10 new record(s)" in out, out
+    push = review(server, "push-eval", RUN)
+    said = " ".join(push.stdout.split())  # rich folds the long line with the URL
+    assert said.startswith(f"pushed 6 new record(s) to Argilla dataset {dataset_name(RUN, 'base')!r} "
+                           "(0 already there, 6 to compare); http://"), push.stdout
+    assert ("not sent: 3 example(s) whose two outputs are identical (they count as ties) "
+            "not sent: 1 example(s) without both outputs (not compared) which side") in said
+    # the SDK's "batch size ... was normalized" warning and its "Sending records..." bar go to the log only
+    assert push.stderr == "", push.stderr
+    assert "normalized" not in said and "Sending records" not in said and "batch" not in said, push.stdout
+    log = Path(push.stdout.splitlines()[-1].removeprefix("log: ")).read_text()
+    assert "The provided batch size 500 was normalized" in log and "Sending records" in log
     assert "pushed 0 new record(s) to Argilla dataset" in review(server, "push-eval", str(folder)).stdout
     name = dataset_name(RUN, "base")
     records = server_records(server, name)
-    assert len(records) == 10
+    assert len(records) == 6
+    assert not {record_id(RUN, "base", ex_id) for ex_id in [*same, missing]} & set(records)
 
     # blind: the server holds no trace of which side is the candidate; our side file does
     side = json.loads((server.home / ".assay" / "human-eval" / f"{name}.json").read_text())
     where = side["positions"]
-    assert sorted(where.values()).count("A") == 5 and side["baseline"] == "base"
-    examples = {ex["id"]: ex for ex in results["examples"]}
+    assert sorted(where) == sorted(examples)[4:]
+    assert sorted(where.values()).count("A") == 3 and side["baseline"] == "base"
     for ex_id, pos in where.items():
         record = records[record_id(RUN, "base", ex_id)]
         assert set(record["metadata"]) == {"category"}
@@ -60,7 +78,7 @@ def test_push_answer_pull_eval(server):
         return where[ex_id].lower() if winner == "candidate" else {"A": "b", "B": "a"}[where[ex_id]]
 
     ids = sorted(where)
-    ann_says = ["candidate"] * 6 + ["baseline"] * 2 + ["tie"] * 2
+    ann_says = ["candidate"] * 3 + ["baseline", "tie"]  # the sixth example stays unanswered
     ann, bob = annotator(server, "ann"), annotator(server, "bob")
     for ex_id, winner in zip(ids, ann_says):
         submit(server, ann, records[record_id(RUN, "base", ex_id)], {"preference": pick(ex_id, winner),
@@ -68,23 +86,35 @@ def test_push_answer_pull_eval(server):
     submit(server, bob, records[record_id(RUN, "base", ids[0])], {"preference": pick(ids[0], "candidate")})
     submit(server, bob, records[record_id(RUN, "base", ids[1])], {"preference": pick(ids[1], "baseline")})
 
-    out = review(server, "pull-eval", RUN).stdout
-    # per example: 1 (ids[0], both for), 0.5 (ids[1], one each), 1 x4, 0 x2, 0.5 x2 -> 6.5 / 10
-    scores = [1.0, 0.5, 1, 1, 1, 1, 0, 0, 0.5, 0.5]
+    pull = review(server, "pull-eval", RUN)
+    assert pull.stderr == "", pull.stderr
+    out = pull.stdout
+    # per example: 1 (ids[0], both for), 0.5 (ids[1], one each), 1, 0, 0.5, and 0.5 for each identical pair
+    scores = [1.0, 0.5, 1, 0, 0.5] + [0.5] * 3
     rate, low, high = win_rate_ci(scores)
-    assert rate == 0.65
-    assert "human win rate vs smollm2-135m-instruct (zero-shot): 65.0%" in out, out
+    assert rate == 0.5625
+    label = "smollm2-135m-instruct (zero-shot)"
+    assert (f"7 blind answer(s) from 2 annotator(s): the candidate preferred in 4, {label} in 2, 1 tie(s); "
+            "3 example(s) with identical outputs were not sent and count as ties") in out, out
+    assert f"human win rate vs {label} with ties as half: 56.2% " in out, out
+    assert "over 8 of 10 example(s) (5 answered, 3 identical)" in out, out
     human = json.loads((folder / "results.json").read_text())["human"]
     assert (human["win_rate"], human["ci_low"], human["ci_high"]) == (rate, low, high)
-    assert 0.3 < low < 0.65 < high < 1.0  # ten examples: a wide interval around 0.65
-    assert (human["n"], human["responses"], human["wins"], human["losses"], human["ties"]) == (10, 12, 7, 3, 2)
-    assert human["annotators"] == {"ann": {"candidate": 6, "baseline": 2, "tie": 2},
+    assert {k: human[k] for k in ("wins", "losses", "ties", "responses", "identical", "answered", "n", "sent",
+                                  "examples", "missing_output")} == {
+        "wins": 4, "losses": 2, "ties": 1, "responses": 7, "identical": 3, "answered": 5, "n": 8, "sent": 6,
+        "examples": 10, "missing_output": 1}
+    assert human["identical_ids"] == same
+    assert human["annotators"] == {"ann": {"candidate": 3, "baseline": 1, "tie": 1},
                                    "bob": {"candidate": 1, "baseline": 1, "tie": 0}}
     first = [row for row in human["per_example"] if row["id"] == ids[0]][0]
     assert first["answers"]["ann"]["reason"] == "candidate reads better"
-    html = (folder / "index.html").read_text()
-    assert ("reviewers preferred the candidate over smollm2-135m-instruct (zero-shot) in 65% of 10 side-by-side "
-            f"comparisons\n    (95% CI {low * 100:.0f}% to {high * 100:.0f}%)") in html
+    html = " ".join((folder / "index.html").read_text().split())
+    assert (f"reviewers preferred the candidate in 4 of 7 blind answers, {label} in 2, and called 1 a tie; "
+            "2 annotators answered. 3 examples whose two outputs were identical were not shown to anyone and count "
+            f"as ties. Win rate with ties as half: 56% (95% CI {low * 100:.0f}% to {high * 100:.0f}%), over 8 of 10 "
+            "examples (5 answered by people, 3 identical); 1 sent but not answered yet; 1 without both outputs, "
+            "not compared.") in html
 
     bad = review(server, "push-eval", RUN, "--against", "rule:lead", check=False)
     assert bad.returncode != 0 and "--against must be a baseline of this run (previous, base)" in bad.stderr
