@@ -144,8 +144,10 @@ def trend(project: Project, candidate, suite, current: float | None, previous: f
 
     with project.db() as conn:
         conn.execute(EVAL_RUNS)
+        # same examples, prompt and generation (suite key) and the same headline metric: a value of another
+        # metric or of other examples is never drawn on this line
         rows = conn.execute("SELECT version, value, run_id FROM eval_runs WHERE name = ? AND suite_key = ? "
-                            "ORDER BY created_at", (candidate.name, suite.key)).fetchall()
+                            "AND headline = ? ORDER BY created_at", (candidate.name, suite.key, suite.headline)).fetchall()
     stored = {r["version"]: (r["value"], r["run_id"]) for r in rows}
     parent = candidate.parent.partition("@")[2] if candidate.parent else None
     points = []
