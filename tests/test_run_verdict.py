@@ -124,3 +124,24 @@ def test_a_second_run_of_one_project_waits_for_the_first(tmp_path, pipeline):
     assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
     versions = [v.ref for v in DatasetStore(home / "datasets").versions("notes")]
     assert versions == ["notes@v1", "notes@v2", "notes@v3"]  # not a v4 identical to v3
+
+
+def test_a_report_seal_allows_peoples_answers_but_not_another_verdict(tmp_path):
+    from assay.stage import Manifest, changed_since_published, seal
+
+    project = Project(tmp_path / "home")
+    folder = tmp_path / "home" / "reports" / "run-1"
+    folder.mkdir(parents=True)
+    results = {"run_id": "run-1", "verdict": {"decision": "NO-SHIP"}, "human": None}
+    (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    ref = f"report:{folder}"
+    manifest = Manifest(stage="eval", fingerprint="f", inputs=[], config_hash="c", code_version="v", output=ref,
+                        output_seal=seal(project, ref))
+    assert changed_since_published(project, manifest) is None
+    (folder / "index.html").write_text("<p>re-rendered</p>", encoding="utf-8")  # the report stage's own file
+    (folder / "results.json").write_text(json.dumps({**results, "human": {"wins": 3}}, indent=1), encoding="utf-8")
+    assert changed_since_published(project, manifest) is None  # `assay review pull-eval` added answers
+    (folder / "results.json").write_text(json.dumps({**results, "verdict": {"decision": "SHIP"}}), encoding="utf-8")
+    assert "changed since it was written" in changed_since_published(project, manifest)
+    (folder / "results.json").write_text("{", encoding="utf-8")
+    assert "changed since it was written" in changed_since_published(project, manifest)
