@@ -10,6 +10,7 @@ consume, repeats are possessive or bounded, and anything fuzzier is checked in P
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterable
 
@@ -171,27 +172,34 @@ _SENTENCE_BREAK = re.compile(r"[;!?\n]|(?<!\bno)(?<!\bnr)(?<!\bn)\.\s", re.I)  #
 _AFTER, _BEFORE = (48, 6), (24, 3)  # characters searched, and words allowed between word and number
 
 
-def _passport_numbers(text: str, start: int, end: int, words: int, word_at: int) -> list[tuple[int, int]]:
-    found = []
-    for m in _PASSPORT_TOKEN.finditer(text, start, end):
-        whole = _PASSPORT_TOKEN.match(text, m.start())  # the window may cut a longer run short
-        lo, hi = min(m.end(), word_at), max(m.start(), word_at)  # the text between the word and the number
-        if whole and whole.end() == m.end() and len(text[lo:hi].split()) <= words \
-                and not _SENTENCE_BREAK.search(text, lo, hi) \
-                and any(shape.fullmatch(m.group()) for shape in _PASSPORT_SHAPES) \
-                and not _YYYYMMDD.fullmatch(m.group()) \
-                and not _OTHER_NUMBER_LABEL.search(text, max(0, m.start() - 24), m.start()):
-            found.append(m.span())
-    return found
+def _passport_shaped(text: str, m: re.Match) -> bool:
+    return (any(shape.fullmatch(m.group()) for shape in _PASSPORT_SHAPES) and not _YYYYMMDD.fullmatch(m.group())
+            and not _OTHER_NUMBER_LABEL.search(text, max(0, m.start() - 24), m.start()))
+
+
+def _near(text: str, lo: int, hi: int, words: int) -> bool:
+    """Word and number are close: few words and no end of sentence between them."""
+    return len(text[lo:hi].split()) <= words and not _SENTENCE_BREAK.search(text, lo, hi)
 
 
 def passports(text: str) -> Iterable[tuple[int, int]]:
+    cues = [cue.span() for cue in _PASSPORT_WORD.finditer(text)]
+    if not cues:
+        return []
+    numbers = [m.span() for m in _PASSPORT_TOKEN.finditer(text) if _passport_shaped(text, m)]
+    starts = [start for start, _ in numbers]
     found: set[tuple[int, int]] = set()
-    for cue in _PASSPORT_WORD.finditer(text):
-        found.update(_passport_numbers(text, cue.end(), min(len(text), cue.end() + _AFTER[0]), _AFTER[1], cue.end()))
+    for cue_start, cue_end in cues:
+        i = bisect.bisect_left(starts, cue_end)
+        while i < len(numbers) and numbers[i][0] <= cue_end + _AFTER[0]:
+            if numbers[i][1] <= cue_end + _AFTER[0] and _near(text, cue_end, numbers[i][0], _AFTER[1]):
+                found.add(numbers[i])
+            i += 1
         # "A4827163 is her passport number": the nearest one before the word
-        found.update(_passport_numbers(text, max(0, cue.start() - _BEFORE[0]), cue.start(), _BEFORE[1],
-                                       cue.start())[-1:])
+        i = bisect.bisect_left(starts, cue_start) - 1
+        if i >= 0 and numbers[i][0] >= cue_start - _BEFORE[0] and numbers[i][1] <= cue_start \
+                and _near(text, numbers[i][1], cue_start, _BEFORE[1]):
+            found.add(numbers[i])
     return sorted(found)
 
 

@@ -206,7 +206,7 @@ def test_the_issue_examples_are_found_with_their_type_and_extent(text, value, ki
 
 
 def test_a_passport_number_is_whole_or_not_at_all_and_restores_with_its_placeholder():
-    # the second run of digits is cut by the search window, the third is a date: neither is a passport number
+    # a run of 13 digits fits no passport shape and 20240115 is a date: neither is a passport number
     text = "passport 533380006; old passport " + "x" * 36 + " 1234567890123 and passport 20240115"
     vault = Vault()
     out = vault.redact(text)
