@@ -2,6 +2,7 @@
 
     python benchmarks/bench_pii.py                       # tests/data/pii/bench.jsonl
     python benchmarks/bench_pii.py --corpus tests/data/pii/heldout.jsonl --misses
+    python benchmarks/bench_pii.py --corpus tests/data/pii/addresses_passports.jsonl   # lower case, passports
 
 A planted item counts as caught only when every character of it lies inside a redacted span (a name of
 which only the first word is redacted is a miss); "typed" also asks that the covering span has the
@@ -25,6 +26,13 @@ from benchmarks.record import Row, options, record  # noqa: E402
 from curation.synth.pii import TYPES, Vault, find_pii  # noqa: E402
 
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "pii" / "bench.jsonl"
+# what the guard scored on each corpus before the work that corpus was written for (measured, not rerun)
+BASELINES = {
+    "bench.jsonl": "the old guard: 121/302 on both corpora together (README, not rerun)",
+    "bench_heldout.jsonl": "the old guard: 121/302 on both corpora together (README, not rerun)",
+    "addresses_passports.jsonl": "the guard before lower-case addresses, postcodes and passports: 6/58, "
+                                 "2 of 54 notes without PII redacted (not rerun)",
+}
 
 
 def load(path: Path) -> list[dict]:
@@ -92,6 +100,11 @@ def adversarial_inputs(size: int = 10_000) -> dict[str, str]:
         "header": "From: " + "Anna, " * (k // 6),
         "hex": "0123456789abcdef" * (k // 16),
         "mixed": ("Call Anna at +49 30 1234567 or anna@example.com, 12 Main Street. " * (k // 66)),
+        "lower_street_words": "at 12 " + "oak " * (k // 4) + "lane with",
+        "lower_streets": "18 oak lane " * (k // 12),
+        "postcode_run": "nw1 6xe " * (k // 8),
+        "passport_words": "passport " * (k // 9),
+        "passport_numbers": "passport 123456789 " * (k // 19),
     }
 
 
@@ -140,7 +153,7 @@ def main() -> None:
     rows = [Row(f"recall {kind} ({corpus})", f"{r['caught'][kind]}/{r['planted'][kind]}")
             for kind in TYPES if r["planted"][kind]]
     rows.append(Row(f"recall overall ({corpus})", f"{got}/{total} ({got / total:.1%})",
-                    baseline="the old guard: 121/302 on both corpora together (README, not rerun)"))
+                    baseline=BASELINES.get(corpus, "")))
     if clean:
         rows.append(Row(f"notes without PII redacted ({corpus})", f"{r['clean_flagged']}/{clean}", target="0",
                         met=r["clean_flagged"] == 0))

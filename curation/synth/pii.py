@@ -1,10 +1,10 @@
 """Reversible PII redaction for notes that leave the machine.
 
 Before a note goes to a remote teacher, secrets (API keys, tokens, passwords, PINs), URLs that carry
-secrets, emails, IBANs, card numbers, account numbers, phone numbers, street addresses and person names
-become placeholders like `[EMAIL_1]`; the replies are restored from the note's vault. The recognizers live
-in secrets.py, recognizers.py and names.py; what they do not find is listed in NOT_COVERED, which the
-manifest carries.
+secrets, emails, IBANs, card numbers, account numbers, passport numbers, phone numbers, street addresses
+and UK postcodes, and person names become placeholders like `[EMAIL_1]`; the replies are restored from the
+note's vault. The recognizers live in secrets.py, recognizers.py and names.py; what they do not find is
+listed in NOT_COVERED, which the manifest carries.
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ if TYPE_CHECKING:
 
     from curation.synth.contract import Teacher
 
-TYPES = ("SECRET", "URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PHONE", "ADDRESS", "PERSON")
+TYPES = ("SECRET", "URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PASSPORT", "PHONE", "ADDRESS", "PERSON")
 NOT_COVERED = ("no NER model is installed, so these person names are not found: a surname alone in running text "
                "('Okafor said'), a name in lower case except right after call/ask/met and the like, a first name "
                "that is also a common word (Grace, Will, May) with neither a surname nor such a word before it, a "
                "name changed by grammar (Polish 'z Katarzyną'), a family name first at the start of a sentence; "
                "firms and places after such words may be redacted as names. Also not found: addresses without a "
-               "house number or a street word, national ID numbers other than US SSNs, dates of birth, and a "
-               "password of one plain word after 'is' ('the password is sunshine').")
+               "house number or a street word; a lower-case address inside a sentence unless the clause ends "
+               "there, a small word follows it or 'at'/'address' comes before it ('rent for 19 fairfield road "
+               "rises'); lower-case postcodes that read as ordinals or sizes ('b33 8th', 'm1 8gb'); passport "
+               "numbers without a word for passport a few words before or after them; national ID numbers other "
+               "than US SSNs; dates of birth; a password of one plain word after 'is' ('the password is "
+               "sunshine').")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def recognizers(regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS) -> list[tuple[
     """(type, recognizer) in priority order: an earlier one wins an overlap (a card number is not also a phone);
     the entropy check comes last, so an IBAN or a URL keeps its own type."""
     return [("URL", rec.urls), ("SECRET", find_secrets), ("EMAIL", rec.emails), ("IBAN", rec.ibans),
-            ("CARD", rec.cards), ("SSN", rec.ssns), ("ACCOUNT", rec.accounts),
+            ("CARD", rec.cards), ("SSN", rec.ssns), ("ACCOUNT", rec.accounts), ("PASSPORT", rec.passports),
             ("PHONE", partial(rec.phones, regions=regions)), ("ADDRESS", rec.addresses), ("PERSON", persons),
             ("SECRET", find_high_entropy)]
 
@@ -187,7 +191,7 @@ class Guard:
 SURROGATES = {
     "SECRET": "[secret]", "EMAIL": "alex@example.com", "PHONE": "+1 555 0100", "URL": "https://example.com/link",
     "CARD": "4111 1111 1111 1111", "IBAN": "XX00 0000 0000 0000", "ACCOUNT": "00000000", "SSN": "000-00-0000",
-    "ADDRESS": "1 Example Street", "PERSON": "Alex",
+    "ADDRESS": "1 Example Street", "PERSON": "Alex", "PASSPORT": "X0000000",
 }
 
 

@@ -1,5 +1,6 @@
 """Recognizers for contact and financial data: URLs that carry secrets, emails (also written out as
-"tom at gmail dot com"), IBANs, card numbers, SSNs, account numbers, phone numbers and street addresses.
+"tom at gmail dot com"), IBANs, card numbers, SSNs, account numbers, passport numbers, phone numbers and
+street addresses (with UK postcodes).
 
 Each yields (start, end) spans; checksums are checked where one exists (Luhn, IBAN mod 97) and phone
 numbers are validated by `phonenumbers` (Google's libphonenumber metadata) for the configured regions.
@@ -9,6 +10,7 @@ consume, repeats are possessive or bounded, and anything fuzzier is checked in P
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterable
 
@@ -149,6 +151,58 @@ def accounts(text: str) -> Iterable[tuple[int, int]]:
             yield m.start("num"), m.start("num") + len(num)
 
 
+# -- passport numbers: a number in one of the countries' shapes a few words after (or just before) a word for
+# passport; a label before the number that names another kind of number wins ("order 48213977")
+_PASSPORT_WORD = re.compile(r"\b(?:passports?|passeports?|pasaportes?|passaport[oie]|paspoort|reisepass|paszport|"
+                            r"pass-?nr|passnummer)\w{0,8}+", re.I)
+# every shape has a digit among its first six characters: words ("passport", "expires") are not looked at
+_PASSPORT_TOKEN = re.compile(r"(?<![\w\-/.+])(?=[A-Za-z]{0,5}\d)(?:[A-Za-z0-9]{6,10}+|\d{3} \d{3} \d{3})"
+                             r"(?![\w\-/]|[.,]\d)")
+_PASSPORT_SHAPES = (
+    re.compile(r"\d{8,9}|\d{3} \d{3} \d{3}"),  # US, UK, Sweden and many more: digits only
+    re.compile(r"[A-Z]{1,3}\d{6,8}", re.I),  # US C+8, India J+7, Canada 2+6, Italy/Poland/Ireland 2+7, Spain 3+6
+    re.compile(r"\d{2}[A-Z]{2}\d{5}", re.I),  # France
+    re.compile(r"(?=(?:[A-Z]*\d){3})(?=\d*[A-Z])[A-Z0-9]{9}"),  # Germany, Netherlands: 9 capitals and digits
+)
+_YYYYMMDD = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])")
+_OTHER_NUMBER_LABEL = re.compile(r"(?:order|invoice|ref|reference|tracking|ticket|booking|confirmation|case|flight|"
+                                 r"train|seat|room|phone|tel|fax|account|acct|card|visa|application|receipt)"
+                                 r"\W{0,3}(?:no|nr|number|#)?\.?\W{0,3}$", re.I)
+_SENTENCE_BREAK = re.compile(r"[;!?\n]|(?<!\bno)(?<!\bnr)(?<!\bn)\.\s", re.I)  # "Pass-Nr. T22000129" goes on
+_AFTER, _BEFORE = (48, 6), (24, 3)  # characters searched, and words allowed between word and number
+
+
+def _passport_shaped(text: str, m: re.Match) -> bool:
+    return (any(shape.fullmatch(m.group()) for shape in _PASSPORT_SHAPES) and not _YYYYMMDD.fullmatch(m.group())
+            and not _OTHER_NUMBER_LABEL.search(text, max(0, m.start() - 24), m.start()))
+
+
+def _near(text: str, lo: int, hi: int, words: int) -> bool:
+    """Word and number are close: few words and no end of sentence between them."""
+    return len(text[lo:hi].split()) <= words and not _SENTENCE_BREAK.search(text, lo, hi)
+
+
+def passports(text: str) -> Iterable[tuple[int, int]]:
+    cues = [cue.span() for cue in _PASSPORT_WORD.finditer(text)]
+    if not cues:
+        return []
+    numbers = [m.span() for m in _PASSPORT_TOKEN.finditer(text) if _passport_shaped(text, m)]
+    starts = [start for start, _ in numbers]
+    found: set[tuple[int, int]] = set()
+    for cue_start, cue_end in cues:
+        i = bisect.bisect_left(starts, cue_end)
+        while i < len(numbers) and numbers[i][0] <= cue_end + _AFTER[0]:
+            if numbers[i][1] <= cue_end + _AFTER[0] and _near(text, cue_end, numbers[i][0], _AFTER[1]):
+                found.add(numbers[i])
+            i += 1
+        # "A4827163 is her passport number": the nearest one before the word
+        i = bisect.bisect_left(starts, cue_start) - 1
+        if i >= 0 and numbers[i][0] >= cue_start - _BEFORE[0] and numbers[i][1] <= cue_start \
+                and _near(text, numbers[i][1], cue_start, _BEFORE[1]):
+            found.add(numbers[i])
+    return sorted(found)
+
+
 # -- phone numbers: a linear scan finds number-shaped runs, libphonenumber validates them per region
 DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "CH", "AT", "AU", "IN", "BR")
 _PHONE = re.compile(
@@ -215,8 +269,9 @@ _US_TAIL = r"(?-i:(?:,\s*+[A-Z][a-z]++(?:\s[A-Z][a-z]++){0,2})?(?:,?\s++[A-Z]{2}
 _UK_POSTCODE = r"(?-i:[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2})"
 _EN_ADDRESS = re.compile(
     rf"(?<![\w\-.,])\d{{1,6}}[A-Za-z]?\s++(?:[NSEW]\.?\s++)?"
-    rf"(?:{_NOT_STREET_WORD}[A-Za-z][\w'’.\-]{{0,30}}+\s++){{0,4}}"
-    rf"{_STREET_SUFFIX}\b\.?(?:\s++(?:NW|NE|SW|SE|N|S|E|W)\b)?{_UNIT}{_US_TAIL}(?:,?\s++{_UK_POSTCODE}\b)?", re.I)
+    rf"(?P<names>(?:{_NOT_STREET_WORD}[A-Za-z][\w'’.\-]{{0,30}}+\s++){{0,4}})"
+    rf"(?P<kind>{_STREET_SUFFIX})\b\.?(?:\s++(?:NW|NE|SW|SE|N|S|E|W)\b)?{_UNIT}{_US_TAIL}"
+    rf"(?:,?\s++{_UK_POSTCODE}\b)?", re.I)
 # one word that ends in a street word, then a house number: Hauptstraße 12, Keizersgracht 123, Storgatan 5
 _ONE_WORD_STREET = re.compile(r"(?<![\w\-])(?P<street>[^\W\d_][\w.\-]{2,40}+)\s++\d{1,4}[a-zA-Z]?(?![\w\-])"
                               r"(?:,\s*+\d{3,5}(?:\s?[A-Z]{2}|\s\d{2})?\s++[^\W\d_][\w\-]{1,30}+)?")
@@ -245,17 +300,65 @@ _DE_STREET_NOUNS = ("markt", "ring", "berg", "bach", "hof", "garten", "graben", 
                     "heide", "busch", "kirche", "mühle", "brücke", "hafen", "weide", "eck", "stieg", "rain")
 _ADDRESS_END = re.compile(r"\s*+(?:[,.;:!?)\n]|$)")
 _UK_POSTCODE_ALONE = re.compile(rf"\b{_UK_POSTCODE}\b")
+# a UK postcode in any case ("nw1 6xe") counts only where its area exists (NW) and its inward part keeps the rules:
+# a digit, then two letters none of C I K M O V (so "3am", "2pm" are not); ordinals and sizes ("1st", "8gb") never
+_UK_AREAS = frozenset("""AB AL B BA BB BD BF BH BL BN BR BS BT BX CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT
+DY E EC EH EN EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD LE LL LN LS LU M ME MK ML
+N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO SP SR SS ST SW SY TA TD TF TN TQ TR TS
+TW UB W WA WC WD WF WN WR WS WV YO ZE""".split())
+_POSTCODE_SHAPE = re.compile(r"(?P<area>[a-z]{1,2}+)\d(?:\d|[a-z])?\s\d[abd-hjlnp-uw-z]{2}", re.I)
+_NOT_AN_INWARD_CODE = re.compile(r"\d(?:st|nd|rd|th|gb|tb|pb|lb|hz|ft|pt|px)", re.I)  # "b2 1st", "m1 8gb"
+_ANY_CASE_POSTCODE = re.compile(r"(?<![\w\-])(?P<code>[a-z]{1,2}+\d[a-z\d]?\s\d[a-z]{2})(?![\w\-])", re.I)
+_POSTCODE_AFTER = re.compile(r",?\s++(?P<code>[a-z]{1,2}+\d[a-z\d]?\s\d[a-z]{2})(?![\w\-])", re.I)
+
+
+def uk_postcode_ok(code: str) -> bool:
+    m = _POSTCODE_SHAPE.fullmatch(code)
+    return bool(m) and m.group("area").upper() in _UK_AREAS and not _NOT_AN_INWARD_CODE.fullmatch(code.split()[-1])
+
+
+# Lower case ("18 oak lane with her cats") reads like prose ("a 40 mile drive", "the 3 lane highway"), so it
+# takes more: a street word that is rarely anything else after a number and a name, at least one name word,
+# no name word that is a unit, a quantity or a street word itself, and an address-like place in the sentence:
+# it ends a sentence or clause, a postcode or a small word that starts the rest of the sentence follows it, or
+# "at", "address" or "send to" comes before it ("to" alone would take "went to 2 different court hearings").
+_LOWER_KINDS = frozenset("""street st road rd avenue ave lane ln boulevard blvd drive court terrace crescent close
+way parkway mews gardens grove""".split())
+_NOT_A_STREET_NAME = frozenset("""street road rd lane ln way drive dr court avenue ave place mile miles mi km
+hour hr min minute second day week month year lap block foot feet ft yard yd metre meter mm cm inch tb gb mb usb
+ssd hdd disk disc flash thumb hard test wheel point step star bed bedroom car speed hole pin page chapter item
+tennis food supreme very too so quite really long short one two three four five six seven eight nine ten
+because it's its it is are was were be been that this these those he she they we you i with by from not no all any
+some each every than then but if as which who what when where there here""".split())
+_FOLLOWS_ADDRESS = re.compile(
+    r"['’]s\b|\s++(?:with|and|but|is|was|has|had|have|for|in|on|at|by|near|next|opposite|until|till|since|from|to|"
+    r"where|which|that|when|because|so|or|if|as|after|before|tomorrow|today|tonight|yesterday|now|then|instead|please|"
+    r"asap|last|this|i|we|he|she|they|you|it|its|it's|the|a|an|our|my|his|her|their|again|already|still|too|"
+    r"goes|went|wants|needs|got|gets|looks|sold|costs|will|would|should|can|could|might|must|does|did)\b", re.I)
+_ADDRESS_CUE = re.compile(r"(?:\b(?:at|into|outside|opposite|behind|through)|\baddress(?:ed)?(?: is)?"
+                          r"|\b(?:deliver|send|sent|ship|post|mail|forward)\w*(?: it| them| this| that)? to)\W{1,3}$",
+                          re.I)
+
+
+def _lower_case_address_ok(m: re.Match, text: str, end: int, postcode_follows: bool) -> bool:
+    names = m.group("names").split()
+    if m.group("kind").lower() not in _LOWER_KINDS or not names:
+        return False
+    if any(w.lower().strip(".'’") in _NOT_A_STREET_NAME for w in names):
+        return False
+    return bool(postcode_follows or _ADDRESS_END.match(text, end) or _FOLLOWS_ADDRESS.match(text, end)
+                or _ADDRESS_CUE.search(text, max(0, m.start() - 24), m.start()))
 
 
 def addresses(text: str) -> Iterable[tuple[int, int]]:
     for m in _EN_ADDRESS.finditer(text):
         value = m.group().rstrip(" ,.")
-        words = value.split()[1:]
-        # "742 evergreen terrace" in lower case counts only where the address ends, not "2 new court shoes"
-        ends = _ADDRESS_END.match(text, m.start() + len(value))
-        if any(w[:1].islower() for w in words) and not ends:
+        end = m.start() + len(value)
+        tail = _POSTCODE_AFTER.match(text, end)  # "5 hillside way ox4 2jy": the postcode joins the address
+        postcode = tail is not None and uk_postcode_ok(tail.group("code"))
+        if any(w[:1].islower() for w in value.split()[1:]) and not _lower_case_address_ok(m, text, end, postcode):
             continue
-        yield m.start(), m.start() + len(value)
+        yield m.start(), tail.end() if postcode else end
     for m in _ONE_WORD_STREET.finditer(text):
         street = m.group("street").lower()
         if street.endswith(_STREET_ENDINGS) and street not in _STREET_ENDINGS and street not in ("brigade", "renegade"):
@@ -274,3 +377,7 @@ def addresses(text: str) -> Iterable[tuple[int, int]]:
         for m in pattern.finditer(text):
             value = m.group().rstrip(" ,.")
             yield m.start(), m.start() + len(value)
+    for m in _ANY_CASE_POSTCODE.finditer(text):
+        if uk_postcode_ok(m.group("code")):
+            yield m.span()
+

@@ -106,7 +106,7 @@ import bench_pii  # noqa: E402
 
 
 def test_bench_corpora_are_what_they_claim():
-    rows = corpus("bench") + corpus("bench_heldout")
+    rows = corpus("bench") + corpus("bench_heldout") + corpus("addresses_passports")
     planted = [p for r in rows for p in r["planted"]]
     assert len(planted) >= 300 and sum(not r["planted"] for r in rows) >= 100
     kinds = Counter(p["type"] for p in planted)
@@ -168,6 +168,53 @@ def test_hashes_identifiers_and_words_that_look_like_names_stay(text):
     assert find_pii(text) == []
 
 
+# -- lower-case addresses and postcodes, passport numbers (issue 16): addresses_passports.jsonl was written for
+# them, hard negatives included ("a 40 mile drive", "m1 8gb", "passport photos must be 35x45mm")
+
+def test_addresses_passports_corpus_is_what_it_claims():
+    rows = corpus("addresses_passports")
+    planted = [p for r in rows for p in r["planted"]]
+    kinds = Counter(p["type"] for p in planted)
+    assert kinds["ADDRESS"] >= 30 and kinds["PASSPORT"] >= 20 and sum(not r["planted"] for r in rows) >= 50
+    assert all(p["value"] == p["value"].lower() for p in planted if p["type"] == "ADDRESS")
+    postcodes = [p for p in planted if p["type"] == "ADDRESS" and p["value"][0].isalpha()]
+    assert len(postcodes) >= 8
+    assert len({r["lang"] for r in rows if any(p["type"] == "PASSPORT" for p in r["planted"])}) >= 6
+    for row in rows:
+        for item in row["planted"]:
+            assert row["text"].count(item["value"]) == 1
+
+
+def test_lower_case_addresses_postcodes_and_passports_are_redacted_and_hard_negatives_are_not():
+    r = bench_pii.measure(corpus("addresses_passports"))
+    assert r["misses"] == [] and r["typed"] == r["caught"], r["misses"]
+    assert r["clean_flagged"] == 0 and r["false_spans"] == [], r["false_spans"]
+
+
+@pytest.mark.parametrize("text, value, kind", [
+    ("she lives at 18 oak lane with her two cats", "18 oak lane", "ADDRESS"),
+    ("send it to 221b baker street by friday", "221b baker street", "ADDRESS"),
+    ("post to nw1 6xe, not the office", "nw1 6xe", "ADDRESS"),
+    ("moved to 5 hillside way ox4 2jy in may", "5 hillside way ox4 2jy", "ADDRESS"),  # the postcode joins it
+    ("passport number 533380006 for the form", "533380006", "PASSPORT"),
+    ("his passport (uk): 107185703, expires 2031", "107185703", "PASSPORT"),
+    ("Passport: 12AB34567 (French)", "12AB34567", "PASSPORT"),
+    ("A4827163 is her passport number", "A4827163", "PASSPORT"),
+])
+def test_the_issue_examples_are_found_with_their_type_and_extent(text, value, kind):
+    assert (kind, value) in {(e.type, e.value) for e in find_pii(text)}
+
+
+def test_a_passport_number_is_whole_or_not_at_all_and_restores_with_its_placeholder():
+    # a run of 13 digits fits no passport shape and 20240115 is a date: neither is a passport number
+    text = "passport 533380006; old passport " + "x" * 36 + " 1234567890123 and passport 20240115"
+    vault = Vault()
+    out = vault.redact(text)
+    assert out == "passport [PASSPORT_1]; old passport " + "x" * 36 + " 1234567890123 and passport 20240115"
+    assert vault.restore(out) == (text, 0)
+    assert fill_surrogates(out).startswith("passport X0000000;")
+
+
 def test_phone_regions_decide_what_a_national_number_is():
     text = "ring 06 1234 5678 tonight"  # a valid number in Italy, not in the US
     assert [e.type for e in find_pii(text, regions=("IT",))] == ["PHONE"]
@@ -177,6 +224,7 @@ def test_phone_regions_decide_what_a_national_number_is():
 def test_the_manifest_says_what_the_guard_does_not_find():
     summary = Guard(False, ("DE", "FR")).summary()
     assert summary["phone_regions"] == ["DE", "FR"] and "NER" in summary["not_covered"]
+    assert "passport numbers without a word for passport" in summary["not_covered"]
 
 
 def test_phone_regions_are_checked_before_any_work():
