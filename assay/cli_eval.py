@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -67,13 +66,16 @@ def report_cmd(
 
 
 def show_eval(results: dict, folder: Path, console: Console = console) -> None:
-    """The headline table, the verdict and where the report is."""
+    """The headline table, the verdict and where the report is (each value through `safe`: a teacher
+    contestant's label is its spec, whose URL may carry credentials)."""
+    from assay.display import safe
+
     models = results["models"]
-    table = Table(title=escape(f"{results['models'][0]['label']} on {results['suite']['name']} "
-                               f"v{results['suite']['version']}: {results['suite']['data']}"))
+    table = Table(title=safe(f"{results['models'][0]['label']} on {results['suite']['name']} "
+                             f"v{results['suite']['version']}: {results['suite']['data']}"))
     table.add_column("metric")
     for m in models:
-        table.add_column(escape(m["label"]), justify="right")
+        table.add_column(safe(m["label"]), justify="right")
     for info in results["metrics"]:
         row = [info["label"]]
         for m in models:
@@ -88,15 +90,15 @@ def show_eval(results: dict, folder: Path, console: Console = console) -> None:
             continue
         colour = {"better": "green", "worse": "red"}.get(c["verdict"], "yellow")
         label = next(m["label"] for m in models if m["key"] == c["baseline"])
-        console.print(f"[{colour}]{head} vs {escape(label)}: {c['delta'] * scale:+.2f} "
+        console.print(f"[{colour}]{head} vs {safe(label)}: {c['delta'] * scale:+.2f} "
                       f"(95% CI {c['ci_low'] * scale:+.2f} to {c['ci_high'] * scale:+.2f}): {c['verdict']}[/{colour}]")
     made = results.get("predictions", {})
     console.print("predictions: " + ", ".join(
-        f"{escape(m['label'])} {made[m['key']].get('generated', made[m['key']].get('calls', 0))} new, "
+        f"{safe(m['label'])} {made[m['key']].get('generated', made[m['key']].get('calls', 0))} new, "
         f"{made[m['key']]['reused']} cached" for m in models if m["key"] in made), highlight=False)
     for warning in results["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        console.print(f"[yellow]warning:[/yellow] {safe(warning)}")
     verdict = results["verdict"]
     colour = {"SHIP": "bold green", "NO-SHIP": "bold red"}.get(verdict["decision"], "bold")
-    console.print(f"[{colour}]{verdict['decision']}[/{colour}] {escape(verdict['summary'])}")
+    console.print(f"[{colour}]{verdict['decision']}[/{colour}] {safe(verdict['summary'])}")
     console.print(f"report: {folder / 'index.html'}", highlight=False)

@@ -119,11 +119,14 @@ def _write_summary(path: Path, run) -> None:
     import json
     import os
 
+    from assay.redact import mask_urls_in
+
     rows = [{"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 1), "why": r.why,
              **({k: getattr(r.manifest, k) for k in ("output", "rows_in", "rows_out", "spend_usd", "verdict")}
                 if r.manifest else {})} for r in run.rows]
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"stages": rows, "verdict": run.verdict}, indent=2), encoding="utf-8")
+    summary = mask_urls_in({"stages": rows, "verdict": run.verdict})  # a failed stage's why quotes its error
+    tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     os.replace(tmp, path)
 
 

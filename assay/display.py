@@ -14,6 +14,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 from rich.table import Table
 
+from assay.redact import mask_urls
 
 # C0 and C1 control characters (tab and newline aside), the bidi overrides that reorder what a terminal shows,
 # and lone surrogates (undecodable bytes in a file name or argument), which no terminal encoding can write
@@ -24,10 +25,11 @@ _UNSAFE_OR_NEWLINE = re.compile(f"[{_CONTROL}\n]")
 
 def safe(value: object, *, newlines: bool = False) -> str:
     """User data (note text, ids, categories, file names, error messages) ready for rich: markup shows as
-    written instead of being interpreted, and control characters show as escapes instead of reaching the
-    terminal (an ESC sequence could clear or rewrite the screen)."""
+    written instead of being interpreted, control characters show as escapes instead of reaching the
+    terminal (an ESC sequence could clear or rewrite the screen), and URLs lose their credentials (a teacher
+    spec or ARGILLA_API_URL in an error message). Masked here, before rich wraps a long URL over two lines."""
     pattern = _UNSAFE if newlines else _UNSAFE_OR_NEWLINE
-    text = pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    text = pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), mask_urls(str(value)))
     return escape(text)
 
 
@@ -51,7 +53,7 @@ def progress_tracker(console: Console) -> Iterator[Callable[[str, int | None], C
             for earlier in progress.tasks:  # a spinner (no known total) ends when the next piece of work starts
                 if earlier.total is None:
                     progress.update(earlier.id, total=earlier.completed)
-            task = progress.add_task(description, total=total)
+            task = progress.add_task(mask_urls(description), total=total)  # "predict teacher:<spec>"
             return lambda advance=1: progress.advance(task, advance)
         yield track
         for task in progress.tasks:

@@ -2,7 +2,9 @@
 
     mask_url("http://user:pass@host/v1?api_key=abc&x=1") == "http://***@host/v1?api_key=***&x=1"
 
-Used for teacher specs (which carry a base URL) in manifests, ledger rows, tables and error messages.
+The one rule for everything assay writes or prints. The full URL stays in memory where a teacher or Argilla
+is called; it is masked at the boundaries: `display.safe` (every value printed, errors included), the progress
+bars, results.json and the HTML report, stage manifests, the run log and its summary, Argilla URLs shown.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def _mask_params(tail: str) -> str:
 
 def mask_urls(text: str) -> str:
     """Every URL in free text masked, e.g. in an error message that quotes a config value."""
+    if "://" not in text:  # most text holds no URL: skip the regex (results carry every example's text)
+        return text
     return _URL_IN_TEXT.sub(lambda m: mask_url(m.group()), text)
 
 
@@ -67,11 +71,12 @@ def mask_urls_in_logs(*logger_names: str) -> None:
 
 
 def mask_urls_in(value: Any) -> Any:
-    """A copy of a JSON-like value (a config dump, a list of teacher specs) with every URL in it masked."""
+    """A copy of a JSON-like value (a config dump, a list of teacher specs, an eval's results) with every URL in
+    it masked, in keys too: results are keyed by contestant, and a teacher contestant's key is its spec."""
     if isinstance(value, str):
         return mask_urls(value)
     if isinstance(value, dict):
-        return {k: mask_urls_in(v) for k, v in value.items()}
+        return {mask_urls(k) if isinstance(k, str) else k: mask_urls_in(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask_urls_in(v) for v in value]
     return value

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from assay.project import Project
-from assay.redact import mask_urls
+from assay.redact import MaskURLs, mask_urls
 from curation.synth.ledger import scrub
 
 THIRD_PARTY = ("transformers", "datasets", "huggingface_hub", "sentence_transformers", "accelerate", "peft", "trl",
@@ -39,7 +39,7 @@ class _Tee:
         *done, self._line = self._line.split("\n")
         for line in done:
             if line.startswith("[assay"):
-                self.terminal.write(line + "\n")
+                self.terminal.write(mask_urls(line) + "\n")
         return len(text)
 
     def flush(self) -> None:
@@ -76,6 +76,7 @@ def run_log(project: Project, *, verbose: bool = False) -> Iterator[Path]:
         out, err, show = sys.stdout, sys.stderr, warnings.showwarning
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(MaskURLs())  # HTTP clients log each request's URL, query string included
         saved = {}
         for name in THIRD_PARTY:
             logger = logging.getLogger(name)
@@ -86,7 +87,7 @@ def run_log(project: Project, *, verbose: bool = False) -> Iterator[Path]:
         os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="warning")
         sys.stdout, sys.stderr = _Tee(log, out), _Tee(log, err)
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
-            warnings.formatwarning(message, category, filename, lineno, line))
+            mask_urls(warnings.formatwarning(message, category, filename, lineno, line)))
         try:
             yield path
         finally:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 
 from assay.project import Project
+from assay.redact import mask_urls_in
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stage_runs (
@@ -242,9 +243,10 @@ def find(ctx: Context, fp: str) -> tuple[Manifest | None, str | None]:
 
 
 def publish(ctx: Context, manifest: Manifest) -> Manifest:
-    """Record a finished stage run (the latest run of a fingerprint wins)."""
+    """Record a finished stage run (the latest run of a fingerprint wins), URLs in its notes masked."""
     manifest.created_at = manifest.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest.output_seal = manifest.output_seal or seal(ctx.project, manifest.output)
+    manifest = Manifest.model_validate(mask_urls_in(manifest.model_dump(mode="json")))
     with _connect(ctx.project) as conn:
         conn.execute("INSERT OR REPLACE INTO stage_runs VALUES (?, ?, ?, ?, ?)",
                      (manifest.fingerprint, manifest.stage, manifest.output, manifest.model_dump_json(),

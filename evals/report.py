@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from assay.errors import InputError
+from assay.redact import mask_urls_in
 from evals import report_charts as charts
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -85,6 +86,7 @@ def _page(template: str, **ctx) -> str:
 def render(results: dict, where: str = "results.json") -> str:
     """The report page for one eval run."""
     _check(results, where)
+    results = mask_urls_in(results)  # a teacher's spec, its URL's credentials included, is a contestant's key
     from markupsafe import Markup
 
     suite = results["suite"]
@@ -126,6 +128,7 @@ def compare_html(a: dict, b: dict) -> str:
     """Two runs of the same suite side by side (B against A); runs of different suite versions are refused."""
     _check(a, a.get("run_id", "run A") if isinstance(a, dict) else "run A")
     _check(b, b.get("run_id", "run B") if isinstance(b, dict) else "run B")
+    a, b = mask_urls_in(a), mask_urls_in(b)
     sa, sb = a["suite"], b["suite"]
     if (sa.get("name"), sa.get("version")) != (sb.get("name"), sb.get("version")):
         raise InputError(

@@ -20,6 +20,7 @@ from typing import Callable
 
 from assay.errors import AssayError, NotFoundError
 from assay.project import Project
+from assay.redact import mask_urls_in
 from assay.store import DatasetStore
 from evals import compare, lineage
 from evals.gate import GateConfig, RunShape, evaluate_gate, preflight
@@ -181,13 +182,14 @@ def _unanswered(predictions: list[Prediction]) -> dict:
 
 
 def save(project: Project, results: dict) -> Path:
-    """results.json and index.html into reports/<run>/, each written to a temp file and renamed."""
+    """results.json and index.html into reports/<run>/, each written to a temp file and renamed; teacher
+    specs (contestant keys, the judge, the suite config) written with their URLs' credentials masked."""
     from evals.report import write_report
 
     folder = project.reports / results["run_id"]
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".results.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(results, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(mask_urls_in(results), ensure_ascii=False, default=str), encoding="utf-8")
     os.replace(tmp, folder / "results.json")
     write_report(results, folder)
     return folder

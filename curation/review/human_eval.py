@@ -28,6 +28,8 @@ from pathlib import Path
 
 from assay.errors import AssayError, InputError
 from assay.project import Project
+from assay.redact import mask_urls_in
+from curation.review.client import shown_url
 from evals.judge import positions, win_rate_ci
 from evals.run import load_results
 
@@ -98,7 +100,7 @@ def push_eval(project: Project, run: str, client, *, against: str = "base", work
     return {"dataset": name, "added": len(records), "already": len(usable) - len(records), "total": len(usable),
             "identical": len(split["identical"]), "skipped": len(split["missing"]),
             "side_file": str(side_file(project, name)),
-            "url": f"{str(client.api_url).rstrip('/')}/dataset/{dataset.id}/annotation-mode"}
+            "url": f"{shown_url(client)}/dataset/{dataset.id}/annotation-mode"}
 
 
 def comparable(results: dict, against: str) -> dict[str, list]:
@@ -172,7 +174,7 @@ def pull_eval(project: Project, run: str, client, *, against: str = "base") -> d
     if not human["answered"]:
         return human  # nothing to report yet: the run's results stay as they are
     results["human"] = human
-    _write_json(folder / "results.json", results)
+    _write_json(folder / "results.json", mask_urls_in(results))  # as evals.run.save writes it
     write_report(results, folder)
     return human
 

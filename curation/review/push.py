@@ -17,7 +17,7 @@ import polars as pl
 
 from assay.errors import InputError
 from assay.store import DatasetStore, Version
-from curation.review.client import find_dataset
+from curation.review.client import find_dataset, shown_url
 
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
@@ -95,9 +95,8 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
             warnings.simplefilter("ignore")
             dataset.records.log(records, batch_size=BATCH)
     added = sum(r.id not in stored for r in records)
-    url = str(client.api_url).rstrip("/")
     return {"dataset": name, "added": added, "already": rows.height - added, "total": rows.height,
-            "url": f"{url}/dataset/{dataset.id}/annotation-mode"}
+            "url": f"{shown_url(client)}/dataset/{dataset.id}/annotation-mode"}
 
 
 def _candidates(version: Version, task: str) -> dict[str, dict[str, dict]]:

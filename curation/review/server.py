@@ -27,6 +27,7 @@ from typing import Callable
 
 from assay.errors import AssayError
 from assay.project import Project
+from assay.redact import mask_url
 
 ARGILLA_SERVER = "argilla-server==2.8.0"
 # argilla-server's own pins conflict with ours (datasets, huggingface_hub); these resolve and run
@@ -297,7 +298,7 @@ def connection(project: Project | None = None) -> tuple[str, str]:
     url, key = os.environ.get("ARGILLA_API_URL"), os.environ.get("ARGILLA_API_KEY")
     if url:
         if not key:
-            raise ReviewServerError(f"ARGILLA_API_URL is {url} but ARGILLA_API_KEY is not set")
+            raise ReviewServerError(f"ARGILLA_API_URL is {mask_url(url)} but ARGILLA_API_KEY is not set")
         return url.rstrip("/"), key
     project = project or Project.current()
     info = running(project)
