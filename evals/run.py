@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from assay.errors import AssayError, NotFoundError
+from assay.errors import AssayError, ConfigError, NotFoundError
 from assay.project import Project
-from assay.redact import mask_urls_in
+from assay.redact import mask_urls, mask_urls_in
 from assay.store import DatasetStore
 from evals import compare, lineage
 from evals.gate import GateConfig, RunShape, evaluate_gate, preflight
@@ -50,6 +50,7 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
     project = project or Project.current()
     track = track or (lambda _d, _t: (lambda _n=1: None))
     store = DatasetStore(project.datasets)
+    _refuse_twins(against if against is not None else suite.against)
     candidate = registry.get(project, model_ref)
     contestants, warnings = _contestants(project, candidate, against if against is not None else suite.against)
     exports = tuple(f.name for f in export_folders(Path(candidate.path))) if suite.ondevice.measure else None
@@ -243,6 +244,14 @@ def _contestants(project: Project, candidate, against: list[str]) -> tuple[list[
             found.append(Contestant(spec if kind == "rule" else f"teacher:{spec}", spec, kind, f"teacher:{spec}",
                                     spec=spec))
     return found, warnings
+
+
+def _refuse_twins(against: list[str]) -> None:
+    """Results are keyed by the masked spec: two baselines that differ only in credentials would overwrite."""
+    shown = [mask_urls(a) for a in dict.fromkeys(against)]
+    twins = sorted({a for a in shown if shown.count(a) > 1})
+    if twins:
+        raise ConfigError("--against", [f"{t}: two baselines differ only in their credentials" for t in twins])
 
 
 def _dataset_for(suite: SuiteConfig, candidate) -> str | None:

@@ -162,3 +162,11 @@ def test_a_pipeline_with_credentials_in_teacher_and_argilla_urls_keeps_them_out_
     assert "manifest.json" in names and any(n.endswith(".log") for n in names) and "state.db" in names
     summary = json.loads(next(home.glob(".assay/logs/*.json")).read_text(encoding="utf-8"))
     assert [r["status"] for r in summary["stages"]][-1] == "failed"
+
+
+def test_two_baselines_that_differ_only_in_credentials_are_refused(tmp_path, assay):
+    a = "openai-compatible:m@http://ann:pw1@127.0.0.1:9/v1"
+    b = "openai-compatible:m@http://bob:pw2@127.0.0.1:9/v1"
+    proc = assay("eval", "summarize", "--model", "x@v1.0.0", "--against", f"{a},{b}", home=tmp_path, check=False)
+    assert proc.returncode == 2 and "two baselines differ only in their credentials" in proc.stderr, proc.stderr
+    assert "pw1" not in proc.stderr + proc.stdout and "pw2" not in proc.stderr + proc.stdout
