@@ -18,7 +18,7 @@ import polars as pl
 from assay.errors import InputError
 from assay.store import DatasetStore, Version
 from curation.review.client import find_dataset
-from curation.review.safe import agent_name, agent_names, field_text
+from curation.review.safe import agent_names, field_text
 
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
@@ -223,7 +223,7 @@ def _record(row: dict, task: str, teachers: list[str], cands: dict[str, dict], a
 
     selected = row.get("teacher") or ""
     chosen = cands.get(selected, {})
-    agent = agents.get(selected) or (agent_name(selected) if selected else None)
+    agent = agents.get(selected)  # None for a row no teacher produced
     suggestions = []
     if task == "classify":
         parsed = _json_obj(row["output"])
