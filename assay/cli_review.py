@@ -56,11 +56,13 @@ def push(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a data
 
 
 @review_app.command("pull")
-def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
+def pull(dataset: str = typer.Argument(..., help="NAME (its newest pushed version) or NAME@VERSION that was pushed."),
          task: Optional[str] = typer.Option(None, help="The task that was pushed (default: the version's task)."),
          text_rule: str = typer.Option("majority", help="How several answers to a text question resolve: "
                                                         "majority or longest."),
-         include_discarded: bool = typer.Option(False, "--include-discarded", help="Also fetch discarded records."),
+         ignore_discarded: bool = typer.Option(False, "--ignore-discarded",
+                                               help="Leave records every reviewer discarded as pushed (by "
+                                                    "default they count as rejected and training skips them)."),
          argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Fetch submitted answers into a new dataset version (reviewers, decisions, corrected outputs, agreement)."""
     from assay.project import Project
@@ -71,7 +73,7 @@ def pull(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was 
     client = _client(argilla_url)
     with one_line_errors(client):
         result = run_pull(DatasetStore(Project.current().datasets), dataset, client, task=task,
-                          text_rule=text_rule, include_discarded=include_discarded)
+                          text_rule=text_rule, ignore_discarded=ignore_discarded)
     if result.version is None:
         _say(f"nothing new: {result.reviewed} reviewed row(s), already in {result.same_as}" if result.same_as
              else "no submitted answers yet")
@@ -163,7 +165,7 @@ def pull_duplicates(dataset: str = typer.Argument(..., help="NAME@VERSION whose 
 
 
 @review_app.command("status")
-def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that was pushed."),
+def status(dataset: str = typer.Argument(..., help="NAME (its newest pushed version) or NAME@VERSION that was pushed."),
            task: Optional[str] = typer.Option(None, help="The task that was pushed (default: the version's task)."),
            argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Progress per annotator and per question."""
@@ -184,6 +186,27 @@ def status(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION that wa
         table.add_row(name, *(str(row[k]) for k in ("submitted", "discarded", "draft")),
                       *(str(row["questions"].get(q, 0)) for q in report["questions"]))
     console.print(table)
+
+
+users_app = typer.Typer(help="Reviewers' accounts on the Argilla server.", no_args_is_help=True)
+review_app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(name: str = typer.Argument(..., help="The reviewer's username."),
+              role: str = typer.Option("annotator", help="annotator (answers records) or admin (also manages "
+                                                         "datasets)."),
+              workspace: str = typer.Option("default", help="Argilla workspace the reviewer joins."),
+              argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+    """Create a reviewer with a generated password (shown once) in a workspace."""
+    from curation.review.client import one_line_errors
+    from curation.review.users import add_user
+
+    client = _client(argilla_url)
+    with one_line_errors(client):
+        user = add_user(client, name, role=role, workspace=workspace)
+    _say(f"added {user['role']} {user['username']!r} to workspace {user['workspace']!r} with password "
+         f"{user['password']!r} (shown once: pass it on to them); they sign in at {str(client.api_url).rstrip('/')}")
 
 
 def _client(argilla_url: str | None):

@@ -7,6 +7,7 @@ and every message and result shows `shown_url(...)`, the URL masked.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 
@@ -40,8 +41,7 @@ def connect(project=None):
         raise ReviewServerError(f"cannot reach Argilla at {shown} ({type(exc).__name__}: {mask_urls(str(exc))}); "
                                 "is it running? (`assay review serve`, or check ARGILLA_API_URL)") from None
     except ArgillaAPIError as exc:
-        raise ReviewServerError(f"Argilla at {shown} answered an error: "
-                                f"{mask_urls(str(exc).splitlines()[0])}") from None
+        raise ReviewServerError(f"Argilla at {shown} answered an error: {mask_urls(api_error_line(exc))}") from None
 
 
 def find_dataset(client, name: str, workspace: str | None = None):
@@ -72,4 +72,36 @@ def one_line_errors(client):
                                 f"{mask_urls(str(exc))}); run the command again once it is back: it resumes "
                                 "where it stopped") from None
     except ArgillaAPIError as exc:
-        raise ReviewServerError(f"Argilla at {url} answered an error: {mask_urls(str(exc).splitlines()[0])}") from None
+        raise ReviewServerError(f"Argilla at {url} answered an error: {mask_urls(api_error_line(exc))}") from None
+
+
+ERROR_MAX = 300
+
+
+def api_error_line(exc: Exception) -> str:
+    """An SDK API error as a line a person reads: its kind and the server's first reason. The SDK appends the
+    server's whole answer, which for a refused bulk request names every record: kilobytes on one line."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0].removeprefix("Argilla SDK error: ")
+    _, sep, details = text.partition(". Details: ")
+    if sep:
+        text = f"{type(exc).__name__} ({getattr(exc, 'status_code', '?')}): {_reason(details)}"
+    return text if len(text) <= ERROR_MAX else text[:ERROR_MAX - 3] + "..."
+
+
+def _reason(details: str) -> str:
+    """The first reason in the server's JSON answer: a validation error list (FastAPI's `detail`, or Argilla's
+    `detail.params.errors`), Argilla's `detail.params.message`, or a plain `detail`; else the answer itself."""
+    try:
+        detail = json.loads(details).get("detail")
+    except (ValueError, AttributeError):
+        return details
+    params = detail.get("params") or {} if isinstance(detail, dict) else {}
+    errors = detail if isinstance(detail, list) else params.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        where = ".".join(str(x) for x in first.get("loc") or [] if x != "body")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"{where + ': ' if where else ''}{first.get('msg')}{more}"
+    if params.get("message"):
+        return str(params["message"])
+    return str(detail) if detail is not None else details

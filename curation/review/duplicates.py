@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import warnings
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -31,7 +30,8 @@ def pair_id(a: str, b: str) -> str:
 def push_duplicates(version: Version, client, workspace: str, min_submitted: int) -> dict:
     import argilla as rg
 
-    from curation.review.push import ensure_dataset
+    from curation.review.push import ensure_dataset, log_records
+    from curation.review.safe import field_text
 
     pairs = version.table("possible_duplicates")
     if pairs is None:
@@ -40,7 +40,8 @@ def push_duplicates(version: Version, client, workspace: str, min_submitted: int
     name = f"{version.manifest['name']}-{version.manifest['version']}-duplicates"
     settings = rg.Settings(
         guidelines="Two notes that may be the same. Keep both when they say different things.",
-        fields=[rg.TextField(name="note_a", title="Note A"), rg.TextField(name="note_b", title="Note B")],
+        fields=[rg.TextField(name="note_a", title="Note A", use_markdown=False),  # escaped below: see safe.py
+                rg.TextField(name="note_b", title="Note B", use_markdown=False)],
         questions=[rg.LabelQuestion(name="same_note", title="Same note?", labels=CHOICES),
                    rg.TextQuestion(name="comment", title="Comment (optional)", required=False)],
         metadata=[rg.FloatMetadataProperty(name="cosine"), rg.FloatMetadataProperty(name="word_overlap")],
@@ -48,13 +49,11 @@ def push_duplicates(version: Version, client, workspace: str, min_submitted: int
     dataset = ensure_dataset(client, name, workspace, settings)
     stored = {r.id for r in dataset.records(batch_size=1000, with_suggestions=False, with_responses=False)}
     records = [rg.Record(id=pair_id(row["note_id_a"], row["note_id_b"]),
-                         fields={"note_a": row["text_a"] or "(empty)", "note_b": row["text_b"] or "(empty)"},
+                         fields={"note_a": field_text(row["text_a"] or "(empty)"),
+                                 "note_b": field_text(row["text_b"] or "(empty)")},
                          metadata={"cosine": float(row["cosine"]), "word_overlap": float(row["word_overlap"])})
                for row in pairs.iter_rows(named=True) if pair_id(row["note_id_a"], row["note_id_b"]) not in stored]
-    if records:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dataset.records.log(records, batch_size=500)
+    log_records(dataset, records)
     return {"dataset": name, "added": len(records), "already": pairs.height - len(records), "total": pairs.height,
             "url": f"{str(client.api_url).rstrip('/')}/dataset/{dataset.id}/annotation-mode"}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -61,10 +62,41 @@ async def _ensure_owner(username: str, password: str, api_key: str) -> None:
                           password_hash=accounts.hash_password(password), api_key=api_key, workspaces=[workspace])
 
 
+# the UI's stylesheet imports its fonts (Inter, Roboto Condensed) from fonts.googleapis.com
+_REMOTE_IMPORT = re.compile(r"@import\s+url\(\s*[\"']?https?://[^)]*\)\s*;?")
+
+
+def _no_remote_fonts(app) -> int:
+    """Drop the stylesheet's font imports from another host, in the copy of the UI's files the server makes
+    at start (a temp folder; the installed files stay untouched): each page load would tell Google who
+    reviews and when, and offline it waits on a host it cannot reach. The UI falls back to the system's
+    sans-serif. Returns the number of stylesheets changed."""
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    changed, routes = 0, list(app.routes)
+    while routes:
+        route = routes.pop()
+        inner = getattr(route, "app", None)
+        if isinstance(route, Mount) and hasattr(inner, "routes"):
+            routes += list(inner.routes)  # the UI under a base URL is a mounted app
+        if isinstance(inner, StaticFiles) and inner.directory:
+            for css in Path(inner.directory).rglob("*.css"):
+                text = css.read_text(encoding="utf-8")
+                local = _REMOTE_IMPORT.sub("", text)
+                if local != text:
+                    css.write_text(local, encoding="utf-8")
+                    changed += 1
+    return changed
+
+
 def serve(host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run("argilla_server:app", host=host, port=port, access_log=False, log_level="warning")
+    from argilla_server import app
+
+    _no_remote_fonts(app)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
 
 def worker() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from assay.errors import AssayError
-from assay.store import DatasetStore, Version, content_hash
+from assay.store import DatasetRef, DatasetStore, Version, content_hash
 from curation.review.agreement import TEXT_RULES, krippendorff_alpha, majority, resolve_text
 from curation.review.push import CLASSIFY_KEYS, dataset_name, record_id
 
@@ -35,15 +35,41 @@ class PullResult:
     same_as: str | None = None
 
 
-def _source(store: DatasetStore, ref: str, task: str | None) -> tuple[Version, str]:
-    """The version that was pushed: `ref` itself, or the one a review version was pulled from."""
-    version = store.get(ref)
-    if version.manifest.get("step") == "review":
-        version = store.get(version.manifest["review"]["pushed"])
+def _source(store: DatasetStore, ref: str, client, task: str | None) -> tuple[Version, str]:
+    """The version that was pushed. NAME@VERSION: that version, or for a version `pull` wrote and nobody
+    pushed, the version it was pulled from. NAME alone: the newest version of NAME that Argilla holds a
+    dataset of, not the newest version: curate, synth or pull may have written one since the push."""
+    pushed = _remote_names(client)
+    parsed = DatasetRef.parse(ref)
+    if parsed.version is not None:
+        version = store.get(parsed)
+        if version.manifest.get("step") == "review" and dataset_name(version, task or version.manifest.get("task")
+                                                                      or "") not in pushed:
+            version = store.get(version.manifest["review"]["pushed"])
+        return version, _task(version, task)
+    versions = store.versions(parsed.name) or [store.get(parsed)]  # get: no such dataset, one clear line
+    for version in reversed(versions):
+        wanted = task or version.manifest.get("task")
+        if wanted and dataset_name(version, wanted) in pushed:
+            return version, wanted
+    newest = versions[-1]
+    raise AssayError(f"no version of {parsed.name!r} was pushed to Argilla (looked for "
+                     f"{dataset_name(newest, task or newest.manifest.get('task') or '<task>')!r} and earlier "
+                     f"versions); push one with `assay review push {parsed.name}`"
+                     + ("" if task else ", or pass --task for a version labeled for several tasks"))
+
+
+def _task(version: Version, task: str | None) -> str:
     task = task or version.manifest.get("task")
     if not task:
         raise AssayError(f"{version.ref} names no task; pass --task")
-    return version, task
+    return task
+
+
+def _remote_names(client) -> set[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {dataset.name for dataset in client.datasets}
 
 
 def _remote(client, name: str):
@@ -81,11 +107,11 @@ def _responses(client, dataset):
         offset += page
 
 
-def fetch_answers(client, name: str, note_ids: dict[str, str], include_discarded: bool) -> pl.DataFrame:
+def fetch_answers(client, name: str, note_ids: dict[str, str], ignore_discarded: bool) -> pl.DataFrame:
     """One row per (record, user, question) answer, sorted, values as JSON text; a response with no
     values (a discard) is one row with no question."""
     users = _usernames(client)
-    wanted = {"submitted", "discarded"} if include_discarded else {"submitted"}
+    wanted = {"submitted"} if ignore_discarded else {"submitted", "discarded"}
     rows = []
     for external_id, response in _responses(client, _remote(client, name)):
         if response["status"] not in wanted:
@@ -99,13 +125,15 @@ def fetch_answers(client, name: str, note_ids: dict[str, str], include_discarded
 
 
 def pull(store: DatasetStore, ref: str, client, *, task: str | None = None, text_rule: str = "majority",
-         include_discarded: bool = False) -> PullResult:
+         ignore_discarded: bool = False) -> PullResult:
+    """A record every reviewer discarded is `rejected` (training skips it): a discard is how a reviewer
+    says a note should not be trained on. `ignore_discarded` leaves such rows as they were pushed."""
     if text_rule not in TEXT_RULES:
         raise AssayError(f"--text-rule must be one of {', '.join(TEXT_RULES)}, not {text_rule!r}")
-    source, task = _source(store, ref, task)
+    source, task = _source(store, ref, client, task)
     data = source.data()
     ids = {record_id(task, n): n for n in data.filter(pl.col("task") == task)["note_id"].to_list()}
-    answers = fetch_answers(client, dataset_name(source, task), ids, include_discarded)
+    answers = fetch_answers(client, dataset_name(source, task), ids, ignore_discarded)
     if answers.is_empty():
         return PullResult(None, 0, same_as=None)
     per_record: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))  # note -> user -> {q: v}
@@ -160,7 +188,7 @@ def pull(store: DatasetStore, ref: str, client, *, task: str | None = None, text
         if name not in tables and (table := source.table(name)) is not None:
             tables[name] = table
     result.version = store.write(source.manifest["name"], reviewed, step="review", parents=[source.ref],
-                                 config={"task": task, "text_rule": text_rule, "include_discarded": include_discarded},
+                                 config={"task": task, "text_rule": text_rule, "ignore_discarded": ignore_discarded},
                                  tables=tables, review=review, task=task,
                                  review_coverage={"rows": data.filter(pl.col("task") == task).height,
                                                   "reviewed": len(updates)})
@@ -223,7 +251,7 @@ def _agreement(task: str, per_record: dict, statuses: dict) -> dict[str, dict]:
 
 def progress(store: DatasetStore, ref: str, client, task: str | None = None) -> dict:
     """Records completed, and per annotator: submitted/discarded/draft and answers per question."""
-    source, task = _source(store, ref, task)
+    source, task = _source(store, ref, client, task)
     name = dataset_name(source, task)
     dataset = _remote(client, name)
     users = _usernames(client)

@@ -18,6 +18,7 @@ import polars as pl
 from assay.errors import InputError
 from assay.store import DatasetStore, Version
 from curation.review.client import find_dataset, shown_url
+from curation.review.safe import agent_names, field_text
 
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
@@ -88,12 +89,11 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
     # a server killed between its database commit and its search-index write holds records the UI cannot
     # find; sending every record again (an upsert by id) indexes them, and still adds none twice
     repair = dataset.progress().get("total", 0) != len(stored)
-    records = [_record(row, task, teachers, candidates.get(row["note_id"], {}))
+    selected = rows["teacher"].drop_nulls().to_list() if "teacher" in rows.columns else []
+    agents = agent_names(list(dict.fromkeys(teachers + selected)))
+    records = [_record(row, task, teachers, candidates.get(row["note_id"], {}), agents)
                for row in rows.iter_rows(named=True) if repair or record_id(task, row["note_id"]) not in stored]
-    if records:
-        with warnings.catch_warnings():  # the SDK warns about a user id on records that carry no responses
-            warnings.simplefilter("ignore")
-            dataset.records.log(records, batch_size=BATCH)
+    log_records(dataset, records)
     added = sum(r.id not in stored for r in records)
     return {"dataset": name, "added": added, "already": rows.height - added, "total": rows.height,
             "url": f"{shown_url(client)}/dataset/{dataset.id}/annotation-mode"}
@@ -121,20 +121,23 @@ def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: di
                       for key in CLASSIFY_KEYS]
     else:
         title = TEXT_TASKS.get(task, "Output")
+        # use_markdown off: the UI sets the suggested text as text (v-text), where markdown would render it
         questions.append(rg.TextQuestion(name="output", title=f"{title}: edit the suggestion if it needs it",
-                                         required=True))
+                                         required=True, use_markdown=False))
     for n, teacher in enumerate(teachers, 1):
         questions.append(rg.TextQuestion(name=f"candidate_{n}", title=f"Candidate from {teacher} (for reference)",
-                                         required=False))
+                                         required=False, use_markdown=False))
     questions += [rg.RatingQuestion(name="quality", title="How good is the final output?", values=[1, 2, 3, 4, 5],
                                     required=False),
-                  rg.TextQuestion(name="comment", title="Comment (optional)", required=False)]
+                  rg.TextQuestion(name="comment", title="Comment (optional)", required=False, use_markdown=False)]
     return rg.Settings(
         guidelines=("Each record is a note and the output the teachers agreed on best. Fix the output if it is "
                     "wrong, then submit; discard a record whose note should not be trained on. Records come "
                     "least agreement first: the top ones are where the teachers disagreed."),
-        fields=[rg.TextField(name="note", title="Note"), rg.TextField(name="instruction", title="Instruction"),
-                rg.TextField(name="guide", title="What the teachers said", use_markdown=True, required=False)],
+        # use_markdown off and values escaped: notes and teachers' text show as text (curation/review/safe.py)
+        fields=[rg.TextField(name="note", title="Note", use_markdown=False),
+                rg.TextField(name="instruction", title="Instruction", use_markdown=False),
+                rg.TextField(name="guide", title="What the teachers said", use_markdown=False, required=False)],
         questions=questions,
         metadata=[rg.TermsMetadataProperty(name=_category_key(task), title="Category (from the export)"),
                   rg.TermsMetadataProperty(name="source"),
@@ -189,33 +192,60 @@ def ensure_dataset(client, name: str, workspace: str, settings):
     return dataset
 
 
-def _record(row: dict, task: str, teachers: list[str], cands: dict[str, dict]):
+def log_records(dataset, records: list) -> None:
+    """Send `records` in bulk. When the server refuses them before it stored any, the dataset is deleted
+    again: an empty dataset left behind looks pushed to reviewers and to `status`, and the next push makes
+    it anew; once it holds records it stays, and the next push sends only what is missing."""
+    if not records:
+        return
+    try:
+        with warnings.catch_warnings():  # the SDK warns about a user id on records that carry no responses
+            warnings.simplefilter("ignore")
+            dataset.records.log(records, batch_size=min(BATCH, len(records)))  # (a larger one: a warning)
+    except Exception:
+        _delete_if_empty(dataset)
+        raise
+
+
+def _delete_if_empty(dataset) -> None:
+    try:
+        if next(iter(dataset.records(batch_size=1, with_suggestions=False, with_responses=False)), None) is None:
+            dataset.delete()
+    except Exception:  # the server is gone too (a lost connection): the error being raised says so already,
+        pass  # and the next push reuses the dataset as it finds it
+
+
+def _record(row: dict, task: str, teachers: list[str], cands: dict[str, dict], agents: dict[str, str]):
+    """One Argilla record: fields escaped (they render as HTML), suggestions raw (they render as text), agents
+    made safe from the teacher specs (Argilla refuses `@` in one), the selected teacher's spec in metadata."""
     import argilla as rg
 
-    chosen = cands.get(row.get("teacher") or "", {})
+    selected = row.get("teacher") or ""
+    chosen = cands.get(selected, {})
+    agent = agents.get(selected)  # None for a row no teacher produced
     suggestions = []
     if task == "classify":
         parsed = _json_obj(row["output"])
-        suggestions += [rg.Suggestion(key, str(parsed[key]), agent=row.get("teacher"), score=_score(chosen))
+        suggestions += [rg.Suggestion(key, str(parsed[key]), agent=agent, score=_score(chosen))
                         for key in CLASSIFY_KEYS if parsed.get(key) is not None]
     else:
-        suggestions.append(rg.Suggestion("output", row["output"], agent=row.get("teacher"), score=_score(chosen)))
-    lines = [f"agreement: **{_fmt(row.get('agreement'))}**, selected: **{row.get('teacher') or '-'}**", ""]
+        suggestions.append(rg.Suggestion("output", row["output"], agent=agent, score=_score(chosen)))
+    lines = [f"agreement: {_fmt(row.get('agreement'))}, selected: {selected or '-'}", ""]
     for n, teacher in enumerate(teachers, 1):
         cand = cands.get(teacher)
         if cand and cand.get("output"):
-            suggestions.append(rg.Suggestion(f"candidate_{n}", cand["output"], agent=teacher, score=_score(cand)))
+            suggestions.append(rg.Suggestion(f"candidate_{n}", cand["output"], agent=agents[teacher],
+                                             score=_score(cand)))
         lines.append(f"- {teacher}: score {_fmt(_score(cand or {}))}"
                      + ("" if cand and cand.get("output") else f" (no output: {(cand or {}).get('reason') or 'none'})"))
     note = f"{row['title']}\n\n{row['text']}" if row.get("title") else (row.get("text") or "")
     metadata = {_category_key(task): row.get("category") or "none", "source": row.get("source_format") or row.get("origin")
-                or "unknown", "synthetic": str(bool(row.get("synthetic"))).lower(),
-                "teacher": row.get("teacher") or "none"}
+                or "unknown", "synthetic": str(bool(row.get("synthetic"))).lower(), "teacher": selected or "none"}
     if row.get("agreement") is not None:
         metadata["agreement"] = float(row["agreement"])
-    return rg.Record(id=record_id(task, row["note_id"]), fields={
-        "note": note or "(empty note)", "instruction": row.get("instruction") or task, "guide": "\n".join(lines)},
-        metadata=metadata, suggestions=suggestions)
+    fields = {"note": note or "(empty note)", "instruction": row.get("instruction") or task, "guide": "\n".join(lines)}
+    return rg.Record(id=record_id(task, row["note_id"]), fields={k: field_text(v) for k, v in fields.items()},
+                     metadata=metadata, suggestions=suggestions)
 
 
 def _score(cand: dict) -> float | None:

@@ -9,6 +9,7 @@ status; filters, sorts, progress and metrics are the same queries in SQL over th
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -128,6 +129,8 @@ class SQLiteSearchEngine(SearchEngine):
         for n, (name, value) in enumerate(sorted(fields.items())[:FIELDS_PER_RECORD]):
             if isinstance(value, list):  # a chat field: the messages' contents
                 value = " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+            if isinstance(value, str):  # the UI shows a text field as HTML: index the text it shows, so that
+                value = html.unescape(value)  # "AT&amp;T" (how assay escapes "AT&T") is not found by "amp"
             if value is not None:
                 self.conn.execute("INSERT INTO fts (rowid, body, field, dataset_id) VALUES (?,?,?,?)",
                                   (base + n, value if isinstance(value, str) else _json(value), name, dataset_id))

@@ -5,6 +5,9 @@ database and (through our search-engine plugin) for search, all files under the 
     .assay/argilla/server.json        the running supervisor: pid, url, ports (removed on a clean stop)
     .assay/argilla/{argilla.db, search.db, redis/, logs/}
 
+The folder is the user's alone (0700, its files 0600, the children run with umask 077): the database holds
+every note pushed and every answer, and the credentials the owner's key.
+
 `serve()` runs in the foreground and supervises three children (redis-server, the rq worker and the HTTP
 server); Ctrl-C or `assay review serve --stop` (SIGTERM) stops them all. Anything that keeps it from
 starting is one AssayError line: a taken port, no redis-server, a server that exits.
@@ -35,6 +38,7 @@ SERVER_PINS = (ARGILLA_SERVER, "click<8.2", "huggingface_hub==1.13.0", "datasets
 ENGINE_NAME = "assay-sqlite"
 LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
 OWNER = "owner"
+PRIVATE_UMASK = 0o077
 
 
 class ReviewServerError(AssayError):
@@ -81,6 +85,16 @@ class Paths:
     search = property(lambda self: self.root / "search.db")
     redis = property(lambda self: self.root / "redis")
     logs = property(lambda self: self.root / "logs")
+
+
+def make_private(root: Path) -> None:
+    """`root` and everything in it readable by the user only; files an older assay made with the default
+    umask (a world-readable argilla.db) are closed too."""
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & 0o700)
 
 
 def credentials(paths: Paths) -> tuple[dict, bool]:
@@ -166,12 +180,14 @@ class Supervisor:
         if not _free(self.host, self.port):
             raise ReviewServerError(f"port {self.port} on {self.host} is taken; choose another with --port")
         python = ensure_venv(self.log)
+        make_private(self.paths.root)
         creds, new = credentials(self.paths)
         for folder in (self.paths.redis, self.paths.logs):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         redis_port = self._start_redis()
         env = self._env(creds, redis_port)
-        migrate = subprocess.run([str(python), str(LAUNCHER), "migrate"], env=env, capture_output=True, text=True)
+        migrate = subprocess.run([str(python), str(LAUNCHER), "migrate"], env=env, capture_output=True, text=True,
+                                 umask=PRIVATE_UMASK)
         if migrate.returncode != 0:
             last = (migrate.stderr.strip().splitlines() or ["no output"])[-1]
             raise ReviewServerError(f"argilla-server's database migration failed: {last}")
@@ -179,8 +195,11 @@ class Supervisor:
         self._spawn("server", [str(python), str(LAUNCHER), "serve", self.host, str(self.port)], env)
         url = f"http://{'127.0.0.1' if self.host in ('0.0.0.0', '') else self.host}:{self.port}"
         self._wait(lambda: _http_ok(url + "/api/v1/status"), "server", 120)
-        self.paths.runtime.write_text(json.dumps({"pid": os.getpid(), "url": url, "host": self.host, "port": self.port,
-                                                  "redis_port": redis_port}))
+        tmp = self.paths.runtime.with_suffix(".tmp")  # renamed into place: a reader never sees half of it
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "url": url, "host": self.host, "port": self.port, "redis_port": redis_port}, fh)
+        os.replace(tmp, self.paths.runtime)
         if new:
             self.log(f"owner {creds['username']!r} password {creds['password']!r} api key {creds['api_key']!r} "
                      f"(shown once; kept in {self.paths.credentials}, readable only by you)")
@@ -212,10 +231,12 @@ class Supervisor:
         return env
 
     def _spawn(self, name: str, cmd: list[str], env: dict | None) -> None:
-        log = open(self.paths.logs / f"{name}.log", "ab")
-        # own process group: a Ctrl-C in the terminal reaches us, and we stop the children in order
+        fd = os.open(self.paths.logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
+        # own process group: a Ctrl-C in the terminal reaches us, and we stop the children in order; umask 077:
+        # the database, search index and Redis files they write are the user's only
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, umask=PRIVATE_UMASK)
         self.children.append((name, proc))
 
     def _wait(self, ready: Callable[[], bool], name: str, timeout: float) -> None:

@@ -86,14 +86,18 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outputs=None, config=None):
+def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outputs=None, config=None, texts=None,
+                 teachers=TEACHERS):
     """A dataset version as `assay synth` writes it: rows with the selected output and agreement, and a
     `candidates` table with each teacher's output and score. `outputs(i)` -> (selected, other teacher's)
-    replaces the garden summaries (classify needs JSON labels); `config` is the synth config recorded."""
+    replaces the garden summaries (classify needs JSON labels), `texts(i)` the notes; `config` is the synth
+    config recorded; `teachers` the two teachers' specs (the first one's output is selected)."""
     rows, cands = [], []
     for i in range(n):
         note_id = f"{name}-note-{i:05d}"
         text = f"Note {i} about the garden: water the tomatoes on day {i % 7} and buy compost number {i}."
+        if texts is not None:
+            text = texts(i)
         lead, other = f"Water the tomatoes on day {i % 7}.", f"Garden chores for note {i}: tomatoes, compost."
         if outputs is not None:
             lead, other = outputs(i)
@@ -102,15 +106,15 @@ def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outp
                      "task": task, "instruction": INSTRUCTION, "input": f"Garden {i}\n\n{text}", "output": lead,
                      "messages": json.dumps([{"role": "user", "content": f"{INSTRUCTION}\n\nGarden {i}\n\n{text}"},
                                              {"role": "assistant", "content": lead}]),
-                     "origin": "export", "teacher": TEACHERS[0], "synthetic": i % 5 == 0, "source_format": "json",
+                     "origin": "export", "teacher": teachers[0], "synthetic": i % 5 == 0, "source_format": "json",
                      "split": "train", "agreement": agreement})
-        for teacher, out, score in ((TEACHERS[0], lead, 0.9), (TEACHERS[1], other, agreement)):
+        for teacher, out, score in ((teachers[0], lead, 0.9), (teachers[1], other, agreement)):
             cands.append({"note_id": note_id, "task": task, "teacher": teacher, "output": out, "ok": True,
                           "chosen": teacher == TEACHERS[0], "score": score, "raw": out})
     data = conform(pl.DataFrame(rows, infer_schema_length=None))
     table = pl.DataFrame([{k: c.get(k) for k in CANDIDATE_SCHEMA} for c in cands], schema=CANDIDATE_SCHEMA)
     return DatasetStore(home / "datasets").write(name, data, step="synth", config=config or {}, tables={"candidates": table},
-                                                 task=task, teachers=TEACHERS)
+                                                 task=task, teachers=list(teachers))
 
 
 def annotator(server: Server, username: str) -> dict:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -53,7 +56,7 @@ def test_push_annotate_pull(server):
     submit(server, bob, records[record_id("summarize", "garden-note-00003")], {}, status="discarded")
 
     out = run(server, "pull", "garden")
-    assert "wrote garden@v2: 2 reviewed row(s)" in out.stdout, out.stdout
+    assert "wrote garden@v2: 3 reviewed row(s) (2 corrected, 1 rejected)" in out.stdout, out.stdout
     store = DatasetStore(server.home / "datasets")
     reviewed = store.get("garden@v2")
     rows = {r["note_id"]: r for r in reviewed.data().iter_rows(named=True)}
@@ -64,18 +67,19 @@ def test_push_annotate_pull(server):
     # a 1-1 tie between keeping and changing goes to the correction
     assert rows["garden-note-00002"]["decision"] == "corrected"
     assert rows["garden-note-00002"]["output"] == "Tomatoes, day 2."
-    assert rows["garden-note-00003"]["decision"] is None  # discarded answers are not pulled by default
+    assert rows["garden-note-00003"]["decision"] == "rejected"  # a discard says: do not train on this note
+    assert rows["garden-note-00003"]["reviewers"] == ["bob"]
     assert rows["garden-note-00004"]["output"] == "Water the tomatoes on day 4."
     assert reviewed.data().height == version.data().height
     review = reviewed.manifest["review"]
-    assert review["pushed"] == "garden@v1" and review["decisions"] == {"corrected": 2}
+    assert review["pushed"] == "garden@v1" and review["decisions"] == {"corrected": 2, "rejected": 1}
     assert review["annotators"] == {"ann": {"accepted": 1, "corrected": 1, "submitted": 2},
-                                    "bob": {"corrected": 2, "submitted": 2}}
+                                    "bob": {"corrected": 2, "discarded": 1, "submitted": 2}}
     assert review["agreement"]["output"]["items"] == 2
     # units [[F, F], [A, B]]: observed disagreement 2/4, expected 10/12 -> alpha = 1 - 0.5 / (10 / 12) = 0.4
     assert review["agreement"]["output"]["value"] == 0.4
     answers = reviewed.table("answers")
-    assert answers.filter(pl.col("user") == "bob").height == 4
+    assert answers.filter(pl.col("user") == "bob").height == 5  # 2 x (output, quality) and the discard
     assert reviewed.table("candidates") is not None
 
     # pull twice: nothing new, no new version, the same content
@@ -83,9 +87,9 @@ def test_push_annotate_pull(server):
     assert "already in garden@v2" in again.stdout
     assert [v.ref for v in store.versions("garden")] == ["garden@v1", "garden@v2"]
 
-    with_discarded = run(server, "pull", "garden", "--include-discarded")
-    assert "wrote garden@v3" in with_discarded.stdout
-    assert store.get("garden@v3").data().filter(pl.col("note_id") == "garden-note-00003")["decision"].item() == "rejected"
+    ignoring = run(server, "pull", "garden", "--ignore-discarded")  # the old behaviour: a discard changes nothing
+    assert "wrote garden@v3: 2 reviewed row(s) (2 corrected)" in ignoring.stdout
+    assert store.get("garden@v3").data().filter(pl.col("note_id") == "garden-note-00003")["decision"].item() is None
 
     status = run(server, "status", "garden@v2")
     assert "garden-v1-summarize: 2/12 record(s) completed (min_submitted=2)" in status.stdout
@@ -103,7 +107,7 @@ def test_reviewed_output_reaches_training(server):
     records = server_records(server, "train-src-v1-summarize")
     submit(server, ann, records[record_id("summarize", "train-src-note-00000")], {"output": "Compost on day 0."})
     submit(server, ann, records[record_id("summarize", "train-src-note-00001")], {}, status="discarded")
-    run(server, "pull", "train-src", "--include-discarded")
+    run(server, "pull", "train-src")
     reviewed = DatasetStore(server.home / "datasets").get("train-src")
     examples, dropped = to_examples(reviewed.data())
     answers = {e.note_id: e.completion for e in examples}
@@ -173,6 +177,16 @@ def test_stock_login_refused_and_owner_secret(server):
     assert owner.status_code == 201 and owner.json()["access_token"]
     assert server.creds["password"] != "1234" and len(server.creds["api_key"]) > 30
     assert oct((server.home / ".assay" / "argilla" / "credentials.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_server_files_are_the_users_only(server):
+    """The database holds every note pushed and every answer: no other account on the machine reads it."""
+    root = server.home / ".assay" / "argilla"
+    assert oct(root.stat().st_mode & 0o777) == "0o700"
+    assert (root / "argilla.db").exists() and (root / "search.db").exists()
+    readable = {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in root.rglob("*")
+                if p.stat().st_mode & 0o077}
+    assert readable == {}
 
 
 def test_listens_only_on_loopback(server):
@@ -328,9 +342,102 @@ def test_serve_stop_then_start_again_keeps_data_and_credentials(tmp_path):
         assert other.proc.wait(60) == 0 and not (tmp_path / ".assay" / "argilla" / "server.json").exists()
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]  # redis too
         assert "no embedded Argilla is running" in run(other, "serve", "--stop").stdout
+        db = tmp_path / ".assay" / "argilla" / "argilla.db"
+        db.chmod(0o644)  # as an older assay left it
         other.start()
+        assert oct(db.stat().st_mode & 0o777) == "0o600"
         assert other.creds == creds  # the same owner password and API key, not new ones
         assert set(server_records(other, "keep-v1-summarize")) == {record_id("summarize", f"keep-note-{i:05d}")
                                                                    for i in range(3)}
     finally:
         other.stop()
+
+
+def test_status_and_pull_default_to_the_pushed_version(server):
+    """`status NAME` and `pull NAME` follow the version that was pushed, not a newer one nobody pushed."""
+    version = make_version(server.home, "later", 2)
+    run(server, "push", "later")
+    store = DatasetStore(server.home / "datasets")
+    store.write("later", version.data(), step="curate", config={"again": True}, task="summarize")  # later@v2
+    assert "later-v1-summarize: 0/2 record(s) completed" in run(server, "status", "later").stdout
+    ann = annotator(server, "ann")
+    submit(server, ann, server_records(server, "later-v1-summarize")[record_id("summarize", "later-note-00000")],
+           {"output": "Water on day 0."})
+    assert "wrote later@v3: 1 reviewed row(s)" in run(server, "pull", "later").stdout
+    assert store.get("later@v3").manifest["review"]["pushed"] == "later@v1"
+    unpushed = run(server, "status", "later@v2", check=False)
+    assert unpushed.returncode != 0 and "no dataset 'later-v2-summarize'" in unpushed.stderr
+    never = make_version(server.home, "never", 1)
+    missing = run(server, "status", "never", check=False)
+    assert missing.returncode != 0 and missing.stderr.strip().count("\n") == 0
+    assert f"no version of 'never' was pushed to Argilla (looked for 'never-{never.manifest['version']}-summarize'" \
+        in missing.stderr
+
+
+def test_users_add_makes_an_annotator_who_can_sign_in(server):
+    out = run(server, "users", "add", "carol")
+    password = re.search(r"with password '([^']+)'", out.stdout)[1]
+    assert len(password) >= 12 and "annotator 'carol'" in out.stdout and "workspace 'default'" in out.stdout
+    token = httpx.post(f"{server.url}/api/v1/token", data={"username": "carol", "password": password})
+    assert token.status_code == 201
+    me = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    assert me.json()["role"] == "annotator"
+    mine = httpx.get(f"{server.url}/api/v1/me/workspaces",
+                     headers={"Authorization": f"Bearer {token.json()['access_token']}"}).json()["items"]
+    assert [w["name"] for w in mine] == ["default"]
+    admin = run(server, "users", "add", "dave", "--role", "admin")
+    assert "added admin 'dave'" in admin.stdout
+    again = run(server, "users", "add", "carol", check=False)
+    assert again.returncode != 0 and again.stderr.strip().count("\n") == 0
+    assert "already has a user 'carol'" in again.stderr
+    owner = run(server, "users", "add", "erin2", "--role", "owner", check=False)
+    assert owner.returncode != 0 and "--role must be one of annotator, admin" in owner.stderr
+
+
+class _RefusingProxy(http.server.BaseHTTPRequestHandler):
+    """Argilla as seen through a proxy that passes everything on, except that it refuses every bulk record
+    upsert with the server's own 422 shape (one validation error per record, as when the agent was refused)."""
+    upstream = ""
+
+    def _handle(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.split("?")[0].endswith("/records/bulk"):
+            errors = [{"type": "string_pattern_mismatch", "loc": ["body", "items", i, "suggestions", 0, "agent"],
+                       "msg": "String should match pattern '^[a-zA-Z0-9-_:\\.\\/\\s]*$'"} for i in range(60)]
+            self._answer(422, json.dumps({"detail": {"code": "argilla.api.errors::ValidationError",
+                                                     "params": {"errors": errors}}}).encode())
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        resp = httpx.request(self.command, self.upstream + self.path, headers=headers, content=body, timeout=60)
+        self._answer(resp.status_code, resp.content, resp.headers.get("content-type"))
+
+    def _answer(self, status, content, ctype="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype or "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+def test_refused_push_is_one_line_and_leaves_no_empty_dataset(server):
+    make_version(server.home, "refused", 60)
+    _RefusingProxy.upstream = server.url
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        out = run(server, "push", "refused", check=False, env={"ARGILLA_API_URL": f"http://127.0.0.1:{proxy.server_port}",
+                                                                "ARGILLA_API_KEY": server.creds["api_key"]})
+    finally:
+        proxy.shutdown()
+    assert out.returncode != 0
+    error = [ln for ln in out.stderr.splitlines() if "error" in ln.lower()]
+    assert len(error) == 1 and len(error[0]) < 400, out.stderr
+    assert "items.0.suggestions.0.agent: String should match pattern" in error[0] and "(and 59 more)" in error[0]
+    with server.owner as owner:
+        assert "refused-v1-summarize" not in [d["name"] for d in owner.get("/api/v1/me/datasets").json()["items"]]
+    assert "pushed 60 new record(s)" in run(server, "push", "refused").stdout  # straight to the server: all of it
