@@ -21,7 +21,6 @@ import json
 import os
 import re
 import tempfile
-import warnings
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +29,8 @@ from assay.errors import AssayError, InputError
 from assay.project import Project
 from assay.redact import mask_urls_in
 from curation.review.client import shown_url
+from curation.review.push import ensure_dataset, log_records
+from curation.review.safe import field_text
 from evals.judge import positions, win_rate_ci
 from evals.run import load_results
 
@@ -63,7 +64,6 @@ def push_eval(project: Project, run: str, client, *, against: str = "base", work
     """Send each example with both outputs to Argilla as a blind A/B question; returns counts."""
     import argilla as rg
 
-    from curation.review.push import ensure_dataset
 
     results, folder = load_results(project, run)
     against = _baseline(results, against, folder)
@@ -75,8 +75,10 @@ def push_eval(project: Project, run: str, client, *, against: str = "base", work
     settings = rg.Settings(
         guidelines=("Each record is a note and two outputs for it, A and B, from two models; which is which is "
                     "hidden and changes from record to record. Pick the better one (or a tie) and say why."),
-        fields=[rg.TextField(name="note", title="Note"), rg.TextField(name="output_a", title="Output A"),
-                rg.TextField(name="output_b", title="Output B")],
+        # notes and model outputs are untrusted: shown as text (escaped, no markdown), never as markup
+        fields=[rg.TextField(name="note", title="Note", use_markdown=False),
+                rg.TextField(name="output_a", title="Output A", use_markdown=False),
+                rg.TextField(name="output_b", title="Output B", use_markdown=False)],
         questions=[rg.LabelQuestion(name="preference", title="Which output is better?", labels=LABELS),
                    rg.TextQuestion(name="reason", title="Why? (optional)", required=False)],
         metadata=[rg.TermsMetadataProperty(name="category")],
@@ -91,12 +93,10 @@ def push_eval(project: Project, run: str, client, *, against: str = "base", work
         first, second = ex["predictions"][cand], ex["predictions"][against]
         a, b = (first, second) if mapping["positions"][ex["id"]] == "A" else (second, first)
         note = f"{ex['title']}\n\n{ex['text']}" if ex.get("title") else (ex.get("text") or "(empty note)")
-        records.append(rg.Record(id=rid, fields={"note": note, "output_a": a, "output_b": b},
+        records.append(rg.Record(id=rid, fields={"note": field_text(note), "output_a": field_text(a),
+                                                 "output_b": field_text(b)},
                                  metadata={"category": ex.get("category") or "none"}))
-    if records:
-        with warnings.catch_warnings():  # the SDK warns about a user id on records that carry no responses
-            warnings.simplefilter("ignore")
-            dataset.records.log(records, batch_size=500)
+    log_records(dataset, records)
     return {"dataset": name, "added": len(records), "already": len(usable) - len(records), "total": len(usable),
             "identical": len(split["identical"]), "skipped": len(split["missing"]),
             "side_file": str(side_file(project, name)),

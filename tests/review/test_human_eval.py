@@ -3,6 +3,7 @@ win rate with its CI in results.json and the report."""
 
 from __future__ import annotations
 
+from html import escape
 import json
 import subprocess
 import sys
@@ -41,6 +42,9 @@ def test_push_answer_pull_eval(server):
         preds = examples[ex_id]["predictions"]
         preds["base"] = preds["candidate"] + ("\n" if k == 0 else "")
     examples[missing]["predictions"]["base"] = None
+    planted = sorted(examples)[4]  # notes and outputs are untrusted: Argilla renders a field as HTML
+    examples[planted]["text"] += " <img src=x onerror=alert(1)><script>window.__pwned=1</script>"
+    examples[planted]["predictions"]["candidate"] += " <svg onload=alert(2)>"
     folder = save(project, results)
     assert "no human preference review for this run" in (folder / "index.html").read_text()
 
@@ -54,11 +58,15 @@ def test_push_answer_pull_eval(server):
     assert push.stderr == "", push.stderr
     assert "normalized" not in said and "Sending records" not in said and "batch" not in said, push.stdout
     log = Path(push.stdout.splitlines()[-1].removeprefix("log: ")).read_text()
-    assert "The provided batch size 500 was normalized" in log and "Sending records" in log
+    assert "Sending records" in log  # the SDK bar went to the log, not the terminal
     assert "pushed 0 new record(s) to Argilla dataset" in review(server, "push-eval", str(folder)).stdout
     name = dataset_name(RUN, "base")
     records = server_records(server, name)
     assert len(records) == 6
+    fields = records[record_id(RUN, "base", planted)]["fields"]
+    shown = fields["note"] + fields["output_a"] + fields["output_b"]
+    assert "<img" not in shown and "<script" not in shown and "<svg" not in shown
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in fields["note"] and "&lt;svg onload" in shown
     assert not {record_id(RUN, "base", ex_id) for ex_id in [*same, missing]} & set(records)
 
     # blind: the server holds no trace of which side is the candidate; our side file does
@@ -70,6 +78,7 @@ def test_push_answer_pull_eval(server):
         record = records[record_id(RUN, "base", ex_id)]
         assert set(record["metadata"]) == {"category"}
         cand, base = examples[ex_id]["predictions"]["candidate"], examples[ex_id]["predictions"]["base"]
+        cand, base = escape(cand, quote=False), escape(base, quote=False)  # shown as text, never markup
         assert (record["fields"]["output_a"], record["fields"]["output_b"]) == ((cand, base) if pos == "A" else (base, cand))
 
     def pick(ex_id: str, winner: str) -> str:  # the letter an annotator clicks for that winner
