@@ -32,8 +32,8 @@ class SuiteInfo(Open):
     name: str
     version: int
     task: str
-    headline: str | None = None
-    data: str = ""
+    headline: str  # the metric the verdict, trend and regressions use: one of `metrics`
+    data: str  # which examples: runs on different data are not compared
     key: str | None = None
     instruction: str | None = None
     config: dict[str, Any] | None = None
@@ -82,9 +82,9 @@ class Example(Open):
     question: str | None = None
     category: str | None = None
     words: int | None = Field(None, ge=0)
-    predictions: dict[str, str | None] = {}
+    predictions: dict[str, str | None]  # per model key; None: the model gave no answer
     failures: dict[str, str] = {}
-    scores: dict[str, dict[str, float | None]] = {}
+    scores: dict[str, dict[str, float | None]]
 
 
 class Regression(Open):
@@ -205,7 +205,7 @@ class Results(Open):
         unscored = [k for k in keys if k not in self.scores]
         if unscored:
             raise ValueError(f"scores has no entry for model {unscored[0]!r}")
-        if self.suite.headline is not None and names and self.suite.headline not in names:
+        if self.suite.headline not in names:
             raise ValueError(f"suite.headline {self.suite.headline!r} is not among the metrics ({', '.join(names)})")
         for k, c in enumerate(self.comparisons):
             if c.baseline not in keys:
