@@ -139,7 +139,8 @@ def test_a_run_name_too_long_for_the_file_system_is_not_found(tmp_path, assay):
 def test_a_dataset_name_too_long_for_the_file_system_is_one_line(tmp_path, assay):
     proc = assay("curate", str(REPO / "datasets" / "sample" / "notes.json"), "--name", "n" * 300, home=tmp_path,
                  check=False)
-    one_line(proc, "File name too long", "255 bytes")
+    one_line(proc, "dataset name nnnn", "is 300 bytes", "at most 255")
+    assert "dedupe" not in proc.stdout  # said before the work, not after it
 
 
 # ---------------------------------------------------------------- a read-only project
