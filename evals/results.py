@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assay.errors import InputError, beyond_python
 
 SCHEMA = 1
-DECISIONS = ("SHIP", "NO-SHIP", "NO GATE")
 _PYDANTIC_WORDS = re.compile(r"^Value error, | or instance of \w+")  # pydantic's words, not the file's
 MAX_RUN_ID = 255  # bytes: what file systems take for one name in a path
 
