@@ -375,6 +375,10 @@ def _viewer_data(results: dict, headline: dict | None) -> dict:
         rows.append({"id": e["id"], "t": e.get("title") or "", "x": e.get("text") or "", "r": e.get("reference") or "",
                      "c": e.get("category") or "", "w": w, "b": bisect.bisect_left(edges, w),
                      "p": e.get("predictions") or {}, "s": e.get("scores") or {}, "f": e.get("failures") or {}})
-    return {"candidate": results["candidate"], "models": results["models"], "buckets": buckets,
+    # only the fields the page's JS reads: a key results.json may carry beyond the schema (a NaN in it) stays out
+    models = [{k: m[k] for k in ("key", "label", "kind")} for m in results["models"]]
+    regressions = {k: [{"id": r["id"], "delta": r["delta"]} for r in worse]
+                   for k, worse in (results.get("regressions") or {}).items()}
+    return {"candidate": results["candidate"], "models": models, "buckets": buckets,
             "headline": None if headline is None else {k: headline.get(k) for k in ("name", "label", "scale", "higher_is_better")},
-            "regressions": results.get("regressions") or {}, "examples": rows, "pageSize": PAGE_SIZE}
+            "regressions": regressions, "examples": rows, "pageSize": PAGE_SIZE}

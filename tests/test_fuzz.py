@@ -237,7 +237,7 @@ def _base_results(classification: bool) -> str:
 
 @st.composite
 def results_text(draw) -> str:
-    """A real results.json with one to four values replaced, keys deleted or the text cut short."""
+    """A real results.json with one to four values replaced, keys deleted or added, or the text cut short."""
     results = json.loads(_base_results(draw(st.booleans())))
     for _ in range(draw(st.integers(1, 4))):
         node = results
@@ -249,8 +249,11 @@ def results_text(draw) -> str:
             if isinstance(node[key], (dict, list)) and node[key] and draw(st.integers(0, 3)):
                 node = node[key]
                 continue
-            if draw(st.integers(0, 4)) == 0:
+            action = draw(st.integers(0, 5))
+            if action == 0:
                 del node[key]
+            elif action == 1 and isinstance(node, dict):  # a key beyond the schema, as a newer assay may write
+                node[draw(st.text(max_size=6))] = draw(ANY_VALUE)
             else:
                 node[key] = draw(ANY_VALUE)
             break
@@ -278,3 +281,17 @@ def test_any_results_json_renders_or_is_one_line_naming_the_file(text, no_hang):
         write_report(results, folder)
         compare_html(results, json.loads(text))
         show_eval(results, folder, console=Console(file=io.StringIO(), width=100))
+
+
+def test_found_nan_in_keys_beyond_the_results_schema(tmp_path):
+    """Unknown keys are allowed in results.json and not typed; one holding NaN reached the page's JSON."""
+    results = fake_results(4, 2)
+    results["models"][0]["latency"] = float("nan")
+    results["regressions"]["previous"] = [{"id": results["examples"][0]["id"], "delta": -0.1, "seen": float("inf")}]
+    store = Project(tmp_path)
+    (store.reports / "run").mkdir(parents=True)
+    (store.reports / "run" / "results.json").write_text(json.dumps(results))  # NaN and Infinity, as json writes them
+    loaded, folder = load_results(store, "run")
+    page = write_report(loaded, folder).read_text()
+    data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])  # strict JSON: no NaN in it
+    assert data["models"][0] == {"key": "candidate", "label": "notes-student@v1.1.0", "kind": "candidate"}
