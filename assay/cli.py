@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from assay import cli_eval, cli_run
-from assay.errors import AssayError, ConfigError, InputError
+from assay.errors import AssayError, ConfigError, InputError, file_problem
 
 app = typer.Typer(help="Turn note exports into small, shippable language models, with evidence.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -235,6 +235,12 @@ def run() -> None:
         if isinstance(exc, InputError) and "curate" in sys.argv and "--skip-invalid" not in sys.argv:
             err_console.print("hint: --skip-invalid quarantines bad records with their reason and goes on")
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a read-only project, a name too long, a full disk: the file and what to do
+        problem = file_problem(exc)
+        if problem is None or os.environ.get("ASSAY_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/bold red] {safe(problem)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
         sys.exit(130)

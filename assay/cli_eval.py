@@ -45,7 +45,7 @@ def report_cmd(
     from assay.errors import AssayError
     from assay.project import Project
     from evals.report import compare_html, write_report
-    from evals.run import load_results
+    from evals.run import compare_folder, load_results
 
     project = Project.current()
     runs = runs or []
@@ -53,16 +53,17 @@ def report_cmd(
         if len(runs) != 2:
             raise AssayError(f"--compare takes exactly two runs (got {len(runs)}): assay report --compare RUN_A RUN_B")
         (a, _), (b, _) = load_results(project, runs[0]), load_results(project, runs[1])
-        out = project.reports / f"compare-{a['run_id']}-vs-{b['run_id']}"
+        html = compare_html(a, b)  # refused before anything is written when the runs cannot be compared
+        out = compare_folder(project, a["run_id"], b["run_id"])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "index.html").write_text(compare_html(a, b), encoding="utf-8")
-        console.print(f"report: {out / 'index.html'}", highlight=False)
+        (out / "index.html").write_text(html, encoding="utf-8")
+        console.print(f"report: {out / 'index.html'}", highlight=False, soft_wrap=True)  # one line, to copy
         return
     if len(runs) != 1:
         raise AssayError("name one run (assay report RUN), or two with --compare (assay report --compare RUN_A RUN_B)")
     results, folder = load_results(project, runs[0])
     path = write_report(results, folder)
-    console.print(f"report: {path}", highlight=False)
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
 def show_eval(results: dict, folder: Path, console: Console = console) -> None:

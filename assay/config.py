@@ -64,6 +64,7 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: list[
 
 
 MAX_YAML_DEPTH = 100  # levels of nesting; configs and front matter use a handful
+MAX_YAML_NODES = 100_000  # values once every alias is expanded; a pipeline with shared anchors has hundreds
 
 
 class YAMLRefused(yaml.YAMLError):
@@ -76,18 +77,35 @@ class YAMLRefused(yaml.YAMLError):
 
 def safe_yaml(text: str, *, aliases: bool = True) -> Any:
     """yaml.safe_load, after a pass over the events that refuses deep nesting (building recurses once per
-    level: thousands crash the loader, and the pure-Python scanner takes seconds over them) and, unless
-    allowed, aliases (a few lines that expand to gigabytes once written out)."""
-    depth = 0
+    level: thousands crash the loader, and the pure-Python scanner takes seconds over them) and aliases
+    (*name), or, where they are allowed, aliases that expand past MAX_YAML_NODES values: a few lines of
+    anchors of anchors spell gigabytes, which the loader shares but validation, an error message or a
+    written manifest walks in full."""
+    depth = expanded = 0
+    sizes: dict[str, int] = {}  # anchor -> values in its node, aliases expanded
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, `expanded` when the node began)
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent) and not aliases:
-            raise YAMLRefused("YAML aliases (*name) are not allowed")
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise YAMLRefused(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        if isinstance(event, yaml.AliasEvent):
+            if not aliases:
+                raise YAMLRefused("YAML aliases (*name) are not allowed")
+            expanded += sizes.get(event.anchor, 1)  # an unknown anchor is the composer's error to report
+        elif isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            expanded += 1
+            if isinstance(event, yaml.ScalarEvent):
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            else:
+                open_nodes.append((event.anchor, expanded - 1))
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise YAMLRefused(f"nested deeper than {MAX_YAML_DEPTH} levels")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, began = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = expanded - began
             depth -= 1
+        if expanded > MAX_YAML_NODES:
+            raise YAMLRefused(f"more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded")
     return yaml.safe_load(text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 import sys
 
@@ -93,3 +94,22 @@ def beyond_python(exc: RecursionError | ValueError) -> str:
     if "digits" in str(exc):
         return f"a number with more than {sys.get_int_max_str_digits():,} digits"
     return " ".join(str(exc).split())
+
+
+# what a file system refuses that a user can act on: a read-only or someone else's folder, a name too long, a full disk
+FILE_SYSTEM_ERRNOS = {errno.EACCES: "is the project folder writable?", errno.EPERM: "is the project folder writable?",
+                      errno.EROFS: "the project is on a read-only file system",
+                      errno.ENAMETOOLONG: "a name too long for the file system (255 bytes per name); use a shorter one",
+                      errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up"}
+
+
+def file_problem(exc: OSError) -> str | None:
+    """One line for an OSError of the file system that the user can fix (the path, what it said, what to do),
+    or None for any other OSError (a bug, a network fault), which keeps its traceback."""
+    hint = FILE_SYSTEM_ERRNOS.get(exc.errno)
+    if hint is None or exc.filename is None:
+        return None
+    path = str(exc.filename)
+    if len(path) > 160:  # a name too long to store is too long to read: its start and end say which it was
+        path = path[:80] + "..." + path[-60:]
+    return one_line(f"{path}: {exc.strerror}; {hint}")

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from assay.errors import StoreError
+
 
 @dataclass(frozen=True)
 class Project:
@@ -55,6 +57,10 @@ class Project:
                 conn.execute("PRAGMA journal_mode=WAL")
                 break
             except sqlite3.OperationalError as e:
+                if "readonly" in str(e) or "unable to open" in str(e):  # a read-only project or state file
+                    conn.close()
+                    raise StoreError(f"{self.state / 'state.db'}: cannot write the project's state ({e}); "
+                                     "is the project folder writable?") from None
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)

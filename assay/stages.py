@@ -246,12 +246,11 @@ def _report_cfg(section, inputs: list[str], ctx: Context):
 
 def _report(inputs: list[str], cfg, ctx: Context) -> Outcome:
     """The HTML report of the eval's results (self-contained; open index.html)."""
-    import json
-
     from evals.report import write_report
+    from evals.results import read
 
     folder = Path(_ref(inputs[0]))  # the eval stage's own run folder (its id covers config, baselines and gate)
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    results = read(folder / "results.json")  # checked: a damaged file is one line naming it
     page = write_report(results, folder)
     return Outcome(f"report:{folder}", rows_in=len(results["examples"]), notes=[f"report: {page}"])
 

@@ -24,6 +24,7 @@ from assay.errors import NotFoundError, StoreError
 
 VERSION_RE = re.compile(r"^v(\d+)$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NAME = 255  # bytes: what file systems take for one folder name
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,12 @@ class DatasetStore:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self._versions(p.name))
 
     def versions(self, name: str) -> list[Version]:
+        self._inside(name)
         return [self._load(self.root / name / v) for v in self._versions(name)]
 
     def get(self, ref: str | DatasetRef) -> Version:
         ref = DatasetRef.parse(ref) if isinstance(ref, str) else ref
+        self._inside(str(ref))
         versions = self._versions(ref.name)
         if not versions:
             raise NotFoundError("dataset", ref.name, self.names())
@@ -133,6 +136,9 @@ class DatasetStore:
         if not NAME_RE.match(name):
             raise StoreError(f"dataset name {name!r} must match {NAME_RE.pattern} "
                              "(letters, digits, '_', '.', '-'; starting with a letter or digit)")
+        if len(name.encode("utf-8")) > MAX_NAME:
+            raise StoreError(f"dataset name {name[:40]}... is {len(name.encode('utf-8'))} bytes; file systems take "
+                             f"at most {MAX_NAME} for a folder name")
         folder = self.root / name
         if folder.exists() and not folder.is_dir():
             raise StoreError(f"{folder} is a file, not a dataset folder; move it away or pick another --name")
@@ -140,6 +146,14 @@ class DatasetStore:
             for path in sorted(folder.iterdir()):
                 if VERSION_RE.match(path.name) and not (path / "manifest.json").is_file():
                     raise _incomplete(path)
+
+    def _inside(self, ref: str) -> None:
+        """A reference names a dataset folder of this store, never a path: '/data/x' or '../x' would read a
+        version from outside the project as if it were one of its own."""
+        name = ref.partition("@")[0]
+        if not NAME_RE.match(name) or len(name.encode("utf-8")) > MAX_NAME:
+            raise StoreError(f"dataset reference {ref!r} is not NAME or NAME@vN of a dataset in {self.root} "
+                             "(a name is letters, digits, '_', '.', '-'; no path)")
 
     def _claim(self, base: Path, tmp: Path, manifest: dict[str, Any]) -> Version:
         # rename() of a folder onto an existing non-empty one fails, so two writers never share a number

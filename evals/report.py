@@ -22,11 +22,10 @@ from pathlib import Path
 from assay.errors import InputError
 from assay.redact import mask_urls_in
 from evals import report_charts as charts
+from evals.results import validate
 
 TEMPLATES = Path(__file__).parent / "templates"
 PAGE_SIZE = 25
-REQUIRED = ("schema", "run_id", "suite", "candidate", "models", "metrics", "scores", "examples", "verdict")
-DECISIONS = ("SHIP", "NO-SHIP", "NO GATE")
 _JSON_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
@@ -38,7 +37,7 @@ def _env():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = charts.fmt
-    env.filters["pct"] = lambda x: f"{x * 100:.0f}%"
+    env.filters["pct"] = lambda x: "n/a" if x is None else f"{x * 100:.0f}%"  # a human review with no answers yet
     return env
 
 
@@ -55,22 +54,7 @@ def script_json(obj) -> str:
 
 
 def _check(results: dict, where: str) -> None:
-    if not isinstance(results, dict):
-        raise InputError("results must be a JSON object", file=where, value=type(results).__name__)
-    for key in REQUIRED:
-        if key not in results:
-            raise InputError("results.json lacks a required field", file=where, field=key)
-    if results["schema"] != 1:
-        raise InputError("unknown results schema (this assay reads schema 1)", file=where, field="schema",
-                         value=results["schema"])
-    decision = results["verdict"].get("decision")
-    if decision not in DECISIONS:
-        raise InputError(f"verdict must be one of {', '.join(DECISIONS)}", file=where, field="verdict.decision",
-                         value=decision)
-    keys = {m["key"] for m in results["models"]}
-    if results["candidate"] not in keys:
-        raise InputError(f"candidate is not among the models ({', '.join(sorted(keys))})", file=where,
-                         field="candidate", value=results["candidate"])
+    validate(results, where)  # the shape of results.json (evals/results.py): a bad field is one line naming it
 
 
 def _page(template: str, **ctx) -> str:
@@ -125,16 +109,19 @@ def write_report(results: dict, folder: Path) -> Path:
 
 
 def compare_html(a: dict, b: dict) -> str:
-    """Two runs of the same suite side by side (B against A); runs of different suite versions are refused."""
+    """Two runs of the same suite side by side (B against A); runs of different suite versions, tasks or data
+    are refused."""
     _check(a, a.get("run_id", "run A") if isinstance(a, dict) else "run A")
     _check(b, b.get("run_id", "run B") if isinstance(b, dict) else "run B")
     a, b = mask_urls_in(a), mask_urls_in(b)
     sa, sb = a["suite"], b["suite"]
-    if (sa.get("name"), sa.get("version")) != (sb.get("name"), sb.get("version")):
-        raise InputError(
-            f"cannot compare runs of different suites: {a['run_id']} used {sa.get('name')} v{sa.get('version')}, "
-            f"{b['run_id']} used {sb.get('name')} v{sb.get('version')}; rerun one of them with the same suite version",
-            file=b["run_id"], field="suite.version", value=f"{sb.get('name')} v{sb.get('version')}")
+    for field, what, va, vb in (("suite.version", "suites", f"{sa['name']} v{sa['version']}",
+                                 f"{sb['name']} v{sb['version']}"), ("suite.task", "tasks", sa["task"], sb["task"]),
+                                ("suite.data", "data", sa["data"], sb["data"])):
+        if va != vb:  # a difference between two runs means something only when they answered the same questions
+            raise InputError(f"cannot compare runs of different {what}: {a['run_id']} used {va}, {b['run_id']} used "
+                             f"{vb}; rerun one of them with the other's suite version and data", file=b["run_id"],
+                             field=field, value=vb)
     from markupsafe import Markup
 
     names = {m["name"] for m in b["metrics"]}
@@ -393,6 +380,10 @@ def _viewer_data(results: dict, headline: dict | None) -> dict:
         rows.append({"id": e["id"], "t": e.get("title") or "", "x": e.get("text") or "", "r": e.get("reference") or "",
                      "c": e.get("category") or "", "w": w, "b": bisect.bisect_left(edges, w),
                      "p": e.get("predictions") or {}, "s": e.get("scores") or {}, "f": e.get("failures") or {}})
-    return {"candidate": results["candidate"], "models": results["models"], "buckets": buckets,
+    # only the fields the page's JS reads: a key results.json may carry beyond the schema (a NaN in it) stays out
+    models = [{k: m[k] for k in ("key", "label", "kind")} for m in results["models"]]
+    regressions = {k: [{"id": r["id"], "delta": r["delta"]} for r in worse]
+                   for k, worse in (results.get("regressions") or {}).items()}
+    return {"candidate": results["candidate"], "models": models, "buckets": buckets,
             "headline": None if headline is None else {k: headline.get(k) for k in ("name", "label", "scale", "higher_is_better")},
-            "regressions": results.get("regressions") or {}, "examples": rows, "pageSize": PAGE_SIZE}
+            "regressions": regressions, "examples": rows, "pageSize": PAGE_SIZE}

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from assay.errors import AssayError, ConfigError, NotFoundError
+from assay.errors import AssayError, ConfigError, InputError, NotFoundError
 from assay.project import Project
 from assay.redact import mask_urls, mask_urls_in
 from assay.store import DatasetStore
@@ -28,6 +28,8 @@ from evals.metrics import Item, get_metric
 from evals.ondevice import export_folders
 from evals.predict import (QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model,
                            predict_teacher)
+from evals.results import read as read_results
+from evals.results import MAX_RUN_ID, run_id_problem
 from evals.suite import Example, SuiteConfig, load_examples, training_instruction
 
 Track = Callable[[str, int | None], Callable[[int], None]]
@@ -187,7 +189,7 @@ def save(project: Project, results: dict) -> Path:
     specs (contestant keys, the judge, the suite config) written with their URLs' credentials masked."""
     from evals.report import write_report
 
-    folder = project.reports / results["run_id"]
+    folder = run_folder(project, results["run_id"])
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".results.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(mask_urls_in(results), ensure_ascii=False, default=str), encoding="utf-8")
@@ -196,22 +198,45 @@ def save(project: Project, results: dict) -> Path:
     return folder
 
 
+def run_folder(project: Project, run: str) -> Path:
+    """reports/<run>: a run id names one folder inside reports/, never a path that leads out of it."""
+    problem = run_id_problem(run)
+    if problem:
+        raise InputError(f"run id refused: {problem}", field="run_id", value=run)
+    return project.reports / run
+
+
 def load_results(project: Project, run: str) -> tuple[dict, Path]:
-    """A stored run by id (reports/<id>), by folder path, or by the id without its digest when one run matches."""
-    folder = Path(run)
-    if not (folder / "results.json").is_file():
-        folder = project.reports / run
-    if not (folder / "results.json").is_file():
-        runs = project.reports.glob("*/results.json") if project.reports.is_dir() else []
-        known = sorted(p.parent.name for p in runs)
-        matches = [k for k in known if re.fullmatch(re.escape(run) + r"-[0-9a-f]{8}", k)]
-        if len(matches) > 1:
-            raise AssayError(f"{len(matches)} eval runs of {run} (other configs, baselines or gates); name one: "
-                             + ", ".join(matches))
-        if not matches:
-            raise NotFoundError("eval run", run, known)
-        folder = project.reports / matches[0]
-    return json.loads((folder / "results.json").read_text(encoding="utf-8")), folder
+    """A stored run by folder path, by id (reports/<id>), or by the id without its digest when one run matches;
+    its results.json checked against the schema."""
+    for folder in (Path(run), None if run_id_problem(run) else project.reports / run):
+        if folder is not None and _is_file(folder / "results.json"):
+            return read_results(folder / "results.json"), folder
+    known = sorted(p.parent.name for p in project.reports.glob("*/results.json")) if project.reports.is_dir() else []
+    matches = [k for k in known if re.fullmatch(re.escape(run) + r"-[0-9a-f]{8}", k)]
+    if len(matches) > 1:
+        raise AssayError(f"{len(matches)} eval runs of {run} (other configs, baselines or gates); name one: "
+                         + ", ".join(matches))
+    if not matches:
+        raise NotFoundError("eval run", run, known)
+    return read_results(project.reports / matches[0] / "results.json"), project.reports / matches[0]
+
+
+def compare_folder(project: Project, a: str, b: str) -> Path:
+    """reports/compare-A-vs-B; two long run ids keep their start and a digest of the whole, since a folder
+    name stops at 255 bytes."""
+    name = f"compare-{a}-vs-{b}"
+    if len(name.encode("utf-8")) > MAX_RUN_ID:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+        name = name.encode("utf-8")[: MAX_RUN_ID - 13].decode("utf-8", "ignore") + "-" + digest
+    return run_folder(project, name)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system names no file
+        return False
 
 
 # ---------------------------------------------------------------- who is compared

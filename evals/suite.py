@@ -30,6 +30,15 @@ TASK_METRICS = {
     "extract": ["json_valid", "field_f1", "field_precision", "field_recall"],
     "qa": ["token_f1", "exact_match", "words"],
 }
+# what can score a task's output at all: text metrics read free text, label metrics a label, field metrics
+# the extracted lists; any other pairing yields a number that means nothing (field F1 of a label is 1.0)
+_TEXT = ["rougeL", "rouge1", "rouge2", "embed_sim", "embed_sim_teacher", "words", "repetition", "perplexity"]
+TASK_ALLOWED = {
+    "summarize": [*_TEXT, "length_ok"],
+    "qa": [*_TEXT, "token_f1", "exact_match"],
+    "classify": ["accuracy", "macro_f1", "json_valid"],
+    "extract": ["json_valid", "field_f1", "field_precision", "field_recall"],
+}
 
 
 class DataSection(Strict):
@@ -95,6 +104,8 @@ class SuiteConfig(Strict):
 
     def problems(self) -> list[str]:
         found = [f"metrics: unknown metric {m!r}; known: {', '.join(METRICS)}" for m in self.metrics if m not in METRICS]
+        found += [f"metrics: {m!r} does not score a {self.task} task; its metrics: {', '.join(TASK_ALLOWED[self.task])}"
+                  for m in self.metrics if m in METRICS and m not in TASK_ALLOWED[self.task]]
         if self.headline not in self.metrics:
             found.append(f"headline: {self.headline!r} is not one of metrics ({', '.join(self.metrics)})")
         elif METRICS.get(self.headline) and METRICS[self.headline].higher_is_better is None:

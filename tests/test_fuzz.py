@@ -1,8 +1,11 @@
 """Fuzz: any bytes, in every export format, and any override text give either a dataset or one AssayError
 line naming the file and the reason; never another exception, never a hang (issue 10, item 7)."""
 
+import functools
+import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -10,11 +13,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rich.console import Console
+
+from assay.cli_eval import show_eval
 from assay.config import load_config
 from assay.errors import AssayError, ConfigError
+from assay.project import Project
+from assay.runner import load_pipeline
 from curation.clean import clean
 from curation.config import CleanConfig, CurateConfig, IngestConfig
 from curation.ingest import ingest
+from evals.gate import load_gate
+from evals.report import compare_html, write_report
+from evals.run import load_results
+from evals.suite import load_suite
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "evals"))
+from fake_results import fake_results  # noqa: E402  (test data for the report, not a package)
 
 # Examples per test; FUZZ_EXAMPLES=2000 for a longer hunt. The defaults keep the whole module under a minute.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
@@ -160,3 +176,122 @@ def test_found_newline_in_an_override_key():
     with pytest.raises(ConfigError) as err:
         load_config(CurateConfig, None, ["0\n0=1"])
     assert str(err.value) == "defaults + overrides: 0\\n0: unknown key"
+
+
+# ---------------------------------------------------------------- suite, gate and pipeline files (issue 16, item 5)
+
+CONFIG_SEEDS = {
+    "suite": (REPO / "evals" / "suites" / "summarize.yaml").read_bytes(),
+    "gate": (REPO / "evals" / "gates" / "default.yaml").read_bytes(),
+    "pipeline": (REPO / "datasets" / "sample" / "pipeline.yaml").read_bytes(),
+}
+# what YAML configs have broken on: anchors and aliases (a few lines can spell gigabytes), tags, flow syntax
+YAML_FRAGMENTS = [b"&a ", b"*a", b"<<: *a\n", b"!!python/object:os.system ", b"!!binary ", b"{", b"}", b"[", b"]",
+                  b": ", b"- ", b"\n  ", b"? ", b"|\n", b">-\n", b"'", b'"', b"#", b"%YAML 1.1\n", b"---\n", b"\t",
+                  b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                  b"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e]\n",
+                  b"metrics: *e\n", b"rules: *e\n", b"1e999", b"9" * 5000, b"~", b"null", b"yes", b"[" * 3000]
+LOADERS = {"suite": load_suite, "gate": load_gate, "pipeline": load_pipeline}
+
+
+@st.composite
+def yaml_bytes(draw, seed: bytes) -> bytes:
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(data)))
+        piece = draw(st.one_of(st.sampled_from(YAML_FRAGMENTS), st.sampled_from(FRAGMENTS),
+                               st.binary(min_size=1, max_size=8)))
+        data[at:at + draw(st.integers(0, 8))] = piece
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", list(CONFIG_SEEDS))
+@FUZZ
+@given(data=st.data())
+def test_any_suite_gate_or_pipeline_file_is_a_config_or_a_config_error(kind, data, no_hang):
+    content = data.draw(yaml_bytes(CONFIG_SEEDS[kind]))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{kind}.yaml"
+        path.write_bytes(content)
+        try:
+            with no_hang(20):
+                LOADERS[kind](path)
+        except ConfigError as exc:  # every problem on its own line, the file named
+            assert exc.problems and all("\n" not in p for p in exc.problems), exc.problems
+            assert str(path) in str(exc)
+
+
+# ---------------------------------------------------------------- results.json (issue 16, item 5)
+
+ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(), st.text(max_size=8),
+                      st.just([]), st.just({}), st.lists(st.one_of(st.integers(0, 9), st.text(max_size=3)), max_size=3),
+                      st.dictionaries(st.text(max_size=4), st.integers(0, 9), max_size=3), st.just(10 ** 30))
+
+
+@functools.cache
+def _base_results(classification: bool) -> str:
+    results = fake_results(4, 3, classification=classification)
+    results["training"]["log"] = results["training"]["log"][::30]  # a short log: a failing example stays readable
+    return json.dumps(results)
+
+
+@st.composite
+def results_text(draw) -> str:
+    """A real results.json with one to four values replaced, keys deleted or added, or the text cut short."""
+    results = json.loads(_base_results(draw(st.booleans())))
+    for _ in range(draw(st.integers(1, 4))):
+        node = results
+        while True:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = draw(st.sampled_from(keys))
+            if isinstance(node[key], (dict, list)) and node[key] and draw(st.integers(0, 3)):
+                node = node[key]
+                continue
+            action = draw(st.integers(0, 5))
+            if action == 0:
+                del node[key]
+            elif action == 1 and isinstance(node, dict):  # a key beyond the schema, as a newer assay may write
+                node[draw(st.text(max_size=6))] = draw(ANY_VALUE)
+            else:
+                node[key] = draw(ANY_VALUE)
+            break
+    text = json.dumps(results)
+    if draw(st.integers(0, 9)) == 0:
+        text = text[: draw(st.integers(0, len(text)))]
+    return text
+
+
+@FUZZ
+@given(text=results_text())
+def test_any_results_json_renders_or_is_one_line_naming_the_file(text, no_hang):
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(Path(tmp))
+        (project.reports / "run").mkdir(parents=True)
+        path = project.reports / "run" / "results.json"
+        path.write_text(text, encoding="utf-8")
+        try:
+            with no_hang(20):
+                results, folder = load_results(project, "run")
+        except AssayError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
+            return
+        # what every reader does with a results.json that passed: the report, the comparison, the summary
+        write_report(results, folder)
+        compare_html(results, json.loads(text))
+        show_eval(results, folder, console=Console(file=io.StringIO(), width=100))
+
+
+def test_found_nan_in_keys_beyond_the_results_schema(tmp_path):
+    """Unknown keys are allowed in results.json and not typed; one holding NaN reached the page's JSON."""
+    results = fake_results(4, 2)
+    results["models"][0]["latency"] = float("nan")
+    results["regressions"]["previous"] = [{"id": results["examples"][0]["id"], "delta": -0.1, "seen": float("inf")}]
+    store = Project(tmp_path)
+    (store.reports / "run").mkdir(parents=True)
+    (store.reports / "run" / "results.json").write_text(json.dumps(results))  # NaN and Infinity, as json writes them
+    loaded, folder = load_results(store, "run")
+    page = write_report(loaded, folder).read_text()
+    data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])  # strict JSON: no NaN in it
+    assert data["models"][0] == {"key": "candidate", "label": "notes-student@v1.1.0", "kind": "candidate"}

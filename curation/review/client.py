@@ -42,6 +42,15 @@ def connect(project=None):
                                 "is it running? (`assay review serve`, or check ARGILLA_API_URL)") from None
     except ArgillaAPIError as exc:
         raise ReviewServerError(f"Argilla at {shown} answered an error: {mask_urls(api_error_line(exc))}") from None
+    except ValueError as exc:  # not JSON, or JSON not of Argilla's shape (pydantic's errors are ValueErrors)
+        raise ReviewServerError(not_argilla(shown, exc)) from None
+
+
+def not_argilla(url: str, exc: ValueError) -> str:
+    """A server that answers, but not as Argilla's API: a login page, a proxy, the UI's address with a path."""
+    what = "a page that is not JSON" if isinstance(exc, json.JSONDecodeError) else "JSON that is not Argilla's"
+    return (f"{url} answered {what}; is it an Argilla server's address (e.g. http://localhost:6900, without a "
+            "path)? check ARGILLA_API_URL or --argilla-url")
 
 
 def find_dataset(client, name: str, workspace: str | None = None):
@@ -73,6 +82,8 @@ def one_line_errors(client):
                                 "where it stopped") from None
     except ArgillaAPIError as exc:
         raise ReviewServerError(f"Argilla at {url} answered an error: {mask_urls(api_error_line(exc))}") from None
+    except json.JSONDecodeError as exc:
+        raise ReviewServerError(not_argilla(url, exc)) from None
 
 
 ERROR_MAX = 300

@@ -227,6 +227,7 @@ def test_compare_renders_both_runs_escaped():
     a = fake_results(20, 2, hostile=HOSTILE)
     b = fake_results(20, 2, seed=3, decision="SHIP")
     b["models"][0]["label"] = "notes-student@v1.2.0"
+    b["suite"]["data"] = a["suite"]["data"]  # the same examples (runs on different data are refused)
     html = compare_html(a, b)
     page = parse(html)
     assert set(page.tags) <= OUR_TAGS and page.tags.count("script") == 2
