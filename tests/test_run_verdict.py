@@ -80,7 +80,7 @@ def test_the_pipeline_verdict_is_its_own_and_reuse_checks_what_it_reuses(tmp_pat
 
     code, out = run(home, *args)
     rows = stage_rows(home)
-    assert (rows["eval"]["status"], rows["eval"]["verdict"]) == ("reused", "NO-SHIP")
+    assert (rows["eval"]["status"], rows["eval"]["verdict"]) == ("reused", "NO-SHIP"), rows["eval"]
     assert code == 4 and "verdict: NO-SHIP" in out, out  # not the SHIP of the later eval by hand
 
     # a changed metric list is a new eval run (it was "reused unchanged" with the old metrics)
