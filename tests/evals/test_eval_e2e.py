@@ -96,7 +96,7 @@ def test_comparisons_regressions_and_the_recomputed_numbers_agree(evaluated):
 
 
 def test_training_lineage_and_trend_come_from_this_run(evaluated):
-    home, _, _, results = evaluated
+    home, _, folder, results = evaluated
     log = results["training"]["log"]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4] and results["training"]["base_model"] == "smollm2-135m-instruct"
     lineage = results["lineage"]
