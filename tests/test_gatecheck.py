@@ -7,6 +7,9 @@ test, and one real run (slow) where the gate, not ROUGE-L, decides which checkpo
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,9 +111,11 @@ def test_a_gate_needs_generated_answers_and_an_existing_file(tmp_path, assay_cac
 @pytest.mark.slow
 def test_the_kept_checkpoint_is_the_gates_choice_not_the_best_rouge(tmp_path, assay_cache):
     """Two runs of the same tiny recipe (deterministic): the first keeps its best-ROUGE step; a gate whose
-    rule that step fails makes the second keep the other one, and the card and metrics say which rules pass."""
+    rule that step fails makes the second (`assay train` as a user runs it) keep the other one, and the
+    terminal, card and metrics say which rules pass; library output stays in the run log."""
     import training
     from assay.project import Project
+    from training import registry
     from training.common import read_log
 
     write_notes(tmp_path)
@@ -125,17 +130,28 @@ def test_the_kept_checkpoint_is_the_gates_choice_not_the_best_rouge(tmp_path, as
     assert first.metrics["best_step"] == best and "gate" not in first.metrics
     # a rule only the lower-ROUGE checkpoint passes
     gate = tmp_path / "gate.yaml"
-    cut = (rouge[best] + rouge[other]) / 2
+    cut = round((rouge[best] + rouge[other]) / 2, 6)
     gate.write_text(f"rules:\n  - {{metric: rougeL, at_most: {cut}}}\n  - {{metric: rougeL, against: previous, "
                     "must: not_worse}\n", encoding="utf-8")
-    second = training.run(SFT_YAML, tiny + [f"eval.gate={gate}", "output.name=by-gate"], project=project)
+    env = {**os.environ, "ASSAY_HOME": str(tmp_path), "PYTHONPATH": str(REPO), "COLUMNS": "300",
+           "PYTHONWARNINGS": "default"}
+    done = subprocess.run([sys.executable, "-m", "assay", "train", str(SFT_YAML), *tiny, f"eval.gate={gate}",
+                           "output.name=by-gate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = registry.get(project, "by-gate@v1.0.0")
     assert second.metrics["best_step"] == other
     assert second.metrics["gate_rules_passed"] == 1 and second.metrics["gate_rules_checked"] == 1
     log = read_log(second.path / "training_log.jsonl")
     checks = {r["step"]: r["eval_gate"] for r in log if "eval_gate" in r}
     assert [c["passed"] for c in checks[other]] == [True] and [c["passed"] for c in checks[best]] == [False]
+    said = f"ship gate gate.yaml on 2 validation notes: 1 of 1 rule(s) pass: passes rougeL <= {cut:g}"
+    assert said in done.stdout and "not checked in training: rougeL vs previous not worse than previous" in done.stdout
     card = (second.path / "README.md").read_text(encoding="utf-8")
-    assert f"**Ship gate gate.yaml on 2 validation notes: 1 of 1 rule(s) pass: passes rougeL <= {cut:g}" in card
-    assert "not checked in training: rougeL vs previous not worse than previous" in card
+    assert f"**S{said[1:]}" in card and "not checked in training: rougeL vs previous" in card
     info = json.loads((second.path / "run.json").read_text(encoding="utf-8"))
     assert info["metrics"]["gate"] == second.metrics["gate"]
+    # `assay train` run directly: datasets' map bars, FutureWarnings and the trainer's dicts go to the run log
+    noise = re.compile(r"Warning|it/s\]|examples/s|\{'loss'")
+    assert not noise.search(done.stdout + done.stderr), done.stdout + done.stderr
+    run_log = Path(re.search(r"^log: (\S+)$", done.stdout, re.M).group(1))
+    assert run_log.parent == tmp_path / ".assay" / "logs" and noise.search(run_log.read_text(encoding="utf-8"))
