@@ -67,3 +67,24 @@ def test_curate_counts_lists_and_keeps_references_that_break_the_length_contract
     assert (f"{len(expected)} of {trained_on.height} summarize references to train on break the task's length "
             "contract (1-2 sentences and 8-60 words)") in line
     assert "length_contract.parquet" in line
+
+
+def test_summaries_from_an_export_are_asked_for_with_the_tasks_length_contract(tmp_path):
+    """An export's summary rows carry no instruction: training and evals ask with the summarize task's own,
+    which states the length the gate checks, as synthetic rows do."""
+    from assay.records import notes_frame
+    from assay.store import DatasetStore
+    from curation.synth.tasks import get_task
+    from evals.suite import training_instruction
+    from training.data import to_examples
+
+    rows = [{"note_id": "n1", "text": "Bought milk and bread; the bakery closes at six on Sundays now.",
+             "task": "summarize", "input": "Bought milk and bread; the bakery closes at six on Sundays now.",
+             "output": "Bought milk and bread, and the bakery now closes at six on Sundays."}]
+    frame = notes_frame(rows).with_columns(pl.lit("train").alias("split"))
+    (example,), _ = to_examples(frame)
+    asked = get_task("summarize").instruction
+    assert "one or two sentences" in asked
+    assert example.prompt == [{"role": "user", "content": f"{asked}\n\n{rows[0]['input']}"}]
+    version = DatasetStore(tmp_path / "datasets").write("notes", frame, step="test", config={})
+    assert training_instruction("summarize", version) == asked
