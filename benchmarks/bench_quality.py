@@ -221,8 +221,9 @@ def in_child(kind: str, spec: dict) -> dict:
 
 
 def base_predictions(set_name: str, test: list[dict], max_new_tokens: int, threads: int) -> list[str]:
-    """The base model's answers, cached by the test rows and settings (they never change between runs)."""
-    key = hashlib.sha256(json.dumps([test, max_new_tokens], sort_keys=True).encode()).hexdigest()[:16]
+    """The base model's answers, cached by the prompts and settings (they never change between runs)."""
+    key = hashlib.sha256(json.dumps([[messages(r) for r in test], max_new_tokens], sort_keys=True).encode()
+                         ).hexdigest()[:16]
     path = cache_dir() / "bench-quality" / f"base-{set_name}-{key}.json"
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
