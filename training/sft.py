@@ -18,8 +18,7 @@ from pathlib import Path
 
 from assay.project import Project
 from assay.store import DatasetStore
-from training import runs
-from training import gatecheck
+from training import gatecheck, runs
 from training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
                              oom_error, read_log, trainer_args, wait_for_everyone)
 from training.config import DistillRunConfig, SFTRunConfig
