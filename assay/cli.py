@@ -107,15 +107,22 @@ def train(
     config: Path = typer.Argument(..., help="A training YAML under training/configs/."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50 data.dataset=notes@v3"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of the interrupted run."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show third-party progress bars and warnings."),
 ) -> None:
     """LoRA fine-tuning or distillation of a student; registers the model with its lineage."""
     import training
     from assay.display import show_model_version
+    from assay.project import Project
+    from assay.runlog import run_log
     from training.common import is_main_process
 
-    version = training.run(config, overrides or [], resume=resume)
+    # library output (dataset maps, FutureWarnings, the trainer's metric dicts) goes to the run log, as in
+    # `assay run`; "[assay train]" lines still reach the terminal
+    with run_log(Project.current(), verbose=verbose) as log_path:
+        version = training.run(config, overrides or [], resume=resume)
     if is_main_process():  # under accelerate launch / torchrun every process gets here; one reports
         show_model_version(console, version)
+        console.print(f"log: {log_path}", highlight=False)
 
 
 @app.command("export")
@@ -172,20 +179,18 @@ def datasets_diff(a: str, b: str, examples: int = typer.Option(5, help="Example 
 @models_app.command("list")
 def models_list() -> None:
     """Catalogue models (cached or not) and the trained models in this project's registry."""
-    from assay.display import show_models
+    from assay.display import show_catalogue, show_trained
     from assay.models import list_models
     from assay.project import Project
     from evals.lineage import verdicts
     from training.registry import list_models as registered
 
-    show_models(console, list_models(), title="model catalogue")
+    show_catalogue(console, list_models())
     project = Project.current()
-    trained = [{k: r[k] for k in ("name", "version", "parent", "recipe", "base_model", "dataset", "created_at", "path")}
-               | {"metrics": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items()),
-                  "verdicts": ", ".join(f"{v['suite_key'].split(':')[0]}: {v['decision']}"
-                                        for v in verdicts(project, r["name"], r["version"])) or "not evaluated"}
+    trained = [r | {"verdicts": [f"{v['suite_key'].split(':')[0]}: {v['decision']}"
+                                 for v in verdicts(project, r["name"], r["version"])]}
                for r in registered(project)]
-    show_models(console, trained, title="trained models (registry)")
+    show_trained(console, trained)
 
 
 @models_app.command("pull")

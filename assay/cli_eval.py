@@ -20,9 +20,14 @@ def eval_cmd(
     gate: Optional[Path] = typer.Option(None, "--gate", help="Ship rules (evals/gates/default.yaml): exit 0 for "
                                         "SHIP, 4 for NO-SHIP."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides of the suite, e.g. data.limit=10"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show third-party progress bars and warnings."),
 ) -> None:
     """Evaluate a model against its baselines on a suite; writes reports/<model>-<version>-<suite>/index.html."""
+    import sys
+
     from assay.display import progress_tracker
+    from assay.project import Project
+    from assay.runlog import run_log
     from evals.gate import EXIT_NO_SHIP, NO_SHIP, load_gate
     from evals.run import evaluate
     from evals.suite import load_suite
@@ -30,9 +35,11 @@ def eval_cmd(
     cfg = load_suite(suite, overrides or [])
     rules = load_gate(gate) if gate else None
     baselines = [a.strip() for a in against.split(",") if a.strip()] if against is not None else None
-    with progress_tracker(console) as track:
+    term = Console(file=sys.stdout)  # bound now: inside run_log sys.stdout is the log (as in `assay run`)
+    with run_log(Project.current(), verbose=verbose) as log_path, progress_tracker(term) as track:
         run = evaluate(cfg, model, against=baselines, gate=rules, track=track)
-    show_eval(run.results, run.folder)
+    show_eval(run.results, run.folder, term)
+    term.print(f"log: {log_path}", highlight=False)
     if run.verdict == NO_SHIP:
         raise typer.Exit(EXIT_NO_SHIP)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
@@ -78,6 +80,12 @@ def show_curate_run(console: Console, version) -> None:
     if m.get("possible_duplicates"):
         console.print(f"[bold]{m['possible_duplicates']} possible duplicate pair(s)[/bold] kept for review "
                       f"(assay datasets show {safe(version.ref)})")
+    for entry in m.get("length_contract") or []:
+        if entry["outside"]:  # curation.contract: references the student would learn the wrong length from
+            from curation.contract import describe
+
+            console.print(f"[bold yellow]{safe(describe(entry))}[/bold yellow] (listed in "
+                          f"{safe(version.path / 'length_contract.parquet')})")
     splits = m.get("splits", {})
     console.print("splits: " + ", ".join(f"{k}={splits.get(k, 0)}" for k in ("train", "validation", "test")))
     console.print(f"written to {safe(version.path)}")
@@ -233,7 +241,7 @@ def _dict_diff(x: dict, y: dict, prefix: str = "") -> dict:
 
 def show_model_version(console: Console, model) -> None:
     metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in model.metrics.items()
-                        if k != "verdict")
+                        if k not in ("verdict", "gate"))
     console.print(f"[green]registered[/green] {safe(model.ref)} (parent {safe(model.parent or '-')}): base "
                   f"{safe(model.base_model)}, data {safe(model.dataset)}, {model.wall_time_s:.0f} s on "
                   f"{safe(model.device)}", highlight=False)
@@ -241,16 +249,55 @@ def show_model_version(console: Console, model) -> None:
     if model.metrics.get("verdict"):  # training.versus: the student against the base, red when worse
         colour = {"better": "green", "worse": "bold red"}.get(model.metrics.get("vs_base"), "yellow")
         console.print(f"[{colour}]{safe(model.metrics['verdict'])}[/{colour}]", highlight=False)
+    if model.metrics.get("gate"):  # training.gatecheck: a likely NO-SHIP is red before any `assay eval`
+        every = model.metrics.get("gate_rules_passed") == model.metrics.get("gate_rules_checked")
+        colour = "green" if every else "bold red"
+        console.print(f"[{colour}]{safe(model.metrics['gate'])}[/{colour}]", highlight=False)
     console.print(f"written to {safe(model.path)}")
 
 
-def show_models(console: Console, rows: list[dict], title: str = "models") -> None:
-    table = Table(title=title)
-    if not rows:
-        console.print(f"{safe(title)}: none")
-        return
-    for col in rows[0]:
-        table.add_column(safe(col))
+# `assay models list`: names and versions never fold (a one-letter column is unreadable); the long things
+# (paths, the metrics, the card) are one line each under the table, so it reads at 80 columns
+def show_catalogue(console: Console, rows: list[dict]) -> None:
+    table = Table(title="model catalogue", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("cached", no_wrap=True, justify="right")
+    table.add_column("source", overflow="fold")
     for row in rows:
-        table.add_row(*(safe(v) if v is not None else "-" for v in row.values()))
+        cached = f"{row['size_mb']:.0f} MB" if row["cached"] and row["size_mb"] is not None else (
+            "yes" if row["cached"] else "no")
+        table.add_row(safe(row["name"]), safe(row["kind"]), cached, safe(row["source"]))
     console.print(table)
+    for row in rows:
+        if row["cached"] and row["path"]:
+            console.print(f"  {safe(row['name'])}: {safe(row['path'])}", highlight=False, soft_wrap=True)
+
+
+def show_trained(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        console.print("trained models (registry): none")
+        return
+    table = Table(title="trained models (registry)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("model", no_wrap=True)
+    table.add_column("parent", no_wrap=True)
+    table.add_column("recipe", no_wrap=True)
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    table.add_column("eval verdict", overflow="fold")
+    for row in rows:
+        table.add_row(safe(f"{row['name']}@{row['version']}"), safe((row["parent"] or "-").split("@")[-1]),
+                      safe(row["recipe"]), safe(row["dataset"]), safe(row["created_at"][:10]),
+                      safe(", ".join(row["verdicts"]) or "not evaluated"))
+    console.print(table)
+    for row in rows:  # the run's own figures: against the base and the ship gate on validation (training)
+        metrics = row["metrics"]
+        versus = {"better": "better than", "worse": "worse than"}.get(metrics.get("vs_base"), "not distinguishable from")
+        said = [f"{versus} base on validation: ROUGE-L {metrics['validation_rouge_l']:.1f} vs "
+                f"{metrics['base_validation_rouge_l']:.1f}" if "vs_base" in metrics else "",
+                f"gate {metrics['gate_rules_passed']}/{metrics['gate_rules_checked']} rules on validation"
+                if "gate_rules_checked" in metrics else ""]
+        said = [s for s in said if s]
+        console.print(f"  {safe(row['name'])}@{safe(row['version'])}: "
+                      + ("; ".join(safe(s) for s in said) + "; " if said else "")
+                      + f"card {safe(Path(row['path']) / 'README.md')}", highlight=False)

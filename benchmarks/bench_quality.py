@@ -19,7 +19,11 @@ overrides given (none by default) in its own process, which also writes its test
 reports its peak RSS. The base model (SmolLM2-135M-Instruct, zero-shot, same prompt, same greedy
 generation) and the lead-sentences rule (`curation.synth.teachers.lead`) answer the same test rows.
 Scores: ROUGE-1/2/L from `evals.metrics` (rouge-score, stemming), paired bootstrap 95% CIs from
-`evals.compare`, output words, repeated 3-grams.
+`evals.compare`, output words, repeated 3-grams, length compliance (evals' length_ok: the summarize task's
+contract of 1-2 sentences and 8-60 words), and the default gate's verdict (evals/gates/default.yaml on the
+test rows, through training.gatecheck: every rule but "no loss against the previous version", which has
+no previous version here and is skipped as `assay eval` skips it). The references' own compliance is
+printed per set: a set whose references break the contract (paper: three sentences) cannot pass it.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from planted import cache_dir  # noqa: E402  ($ASSAY_CACHE, where every benchmar
 
 from benchmarks.record import Row, options, record  # noqa: E402
 CONFIG = REPO / "training" / "configs" / "sft-smollm2.yaml"
+GATE = "evals/gates/default.yaml"
 SAMPLE = REPO / "datasets" / "sample"
 ACLSUM = "aclsum==0.1.2"
 ASPECTS = {
@@ -216,8 +221,9 @@ def in_child(kind: str, spec: dict) -> dict:
 
 
 def base_predictions(set_name: str, test: list[dict], max_new_tokens: int, threads: int) -> list[str]:
-    """The base model's answers, cached by the test rows and settings (they never change between runs)."""
-    key = hashlib.sha256(json.dumps([test, max_new_tokens], sort_keys=True).encode()).hexdigest()[:16]
+    """The base model's answers, cached by the prompts and settings (they never change between runs)."""
+    key = hashlib.sha256(json.dumps([[messages(r) for r in test], max_new_tokens], sort_keys=True).encode()
+                         ).hexdigest()[:16]
     path = cache_dir() / "bench-quality" / f"base-{set_name}-{key}.json"
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -232,6 +238,7 @@ def base_predictions(set_name: str, test: list[dict], max_new_tokens: int, threa
 def summarize(preds: list[str], test: list[dict], base: list[str], lead: list[str]) -> dict:
     from evals.compare import paired_bootstrap
     from evals.metrics import Item, get_metric, repetition, words
+    from training import gatecheck
 
     def items(ps):
         return [Item(p, r["output"]) for p, r in zip(ps, test)]
@@ -245,6 +252,10 @@ def summarize(preds: list[str], test: list[dict], base: list[str], lead: list[st
         found[f"vs_{key}"] = (d.delta * 100, d.ci_low * 100, d.ci_high * 100)
     found["words"] = statistics.median(words(p) for p in preds)
     found["repetition"] = 100 * statistics.mean(repetition(p) for p in preds)
+    found["length_ok"] = 100 * get_metric("length_ok").score(mine)
+    checks = gatecheck.load(GATE).check(preds, base, [r["output"] for r in test])
+    failed = [f"{c.rule} ({c.actual})" for c in checks if not c.passed]
+    found["gate"] = "NO-SHIP: " + "; ".join(failed) if failed else "SHIP"
     return found
 
 
@@ -274,7 +285,7 @@ def main() -> None:
         return
 
     from curation.synth.teachers import lead
-    from evals.metrics import words
+    from evals.metrics import summary_length_problem, words
 
     sets, provenance = load_sets()
     print("data:")
@@ -290,8 +301,9 @@ def main() -> None:
         max_new = None
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else SIZES[set_name]
         ref_words = statistics.median(words(r["output"]) for r in test)
-        print(f"\n{set_name}: {len(test)} test rows (reference median {ref_words:.0f} words), "
-              f"{len(data['validation'])} validation rows, training sizes {sizes}")
+        ref_ok = 100 * statistics.mean(summary_length_problem(r["output"]) is None for r in test)
+        print(f"\n{set_name}: {len(test)} test rows (reference median {ref_words:.0f} words, {ref_ok:.0f}% of the "
+              f"asked length), {len(data['validation'])} validation rows, training sizes {sizes}")
         lead_preds = [lead(r["input"]) for r in test]
         base_preds = None
         for size in sizes:
@@ -322,7 +334,8 @@ def main() -> None:
             saved[f"{set_name}/{size}"] = {"predictions": out["predictions"], "metrics": out["metrics"]}
             print(f"  {size:4d} rows: ROUGE-L {row['rougeL']:.2f} (base {base_row['rougeL']:.2f}), vs base "
                   f"{fmt_ci(row['vs_base'])}, vs lead {fmt_ci(row['vs_lead'])}; {row['words']:.0f} words, "
-                  f"rep {row['repetition']:.1f}%, {row['steps']} steps (best {row['best_step']}), "
+                  f"length ok {row['length_ok']:.1f}% (base {base_row['length_ok']:.1f}%), "
+                  f"rep {row['repetition']:.1f}%, default gate {row['gate']}; {row['steps']} steps (best {row['best_step']}), "
                   f"train {row['train_s']:.0f} s, peak {row['peak_mb']} MB; in-run {json.dumps(out['metrics'])}",
                   flush=True)
     print_table(results)
@@ -335,22 +348,36 @@ def main() -> None:
 
 
 def recorded(results: list[dict]) -> list[Row]:
-    """Each student's held-out ROUGE-L, its paired difference to the base model (95% CI) and to the lead rule."""
-    base = {r["set"]: r["rougeL"] for r in results if r["model"] == "base zero-shot"}
-    return [Row(f"{r['set']}: student, {r['size']} training rows: ROUGE-L", f"{r['rougeL']:.2f}",
-                baseline=f"base zero-shot {base[r['set']]:.2f} (vs lead: {fmt_ci(r['vs_lead'])})",
-                ratio=fmt_ci(r["vs_base"]), target="better than the base (CI above 0)", met=r["vs_base"][1] > 0)
-            for r in results if r["size"]]
+    """Each student's held-out ROUGE-L, its paired difference to the base model (95% CI) and to the lead rule;
+    its length compliance and repetition; the default gate's verdict."""
+    base = {r["set"]: r for r in results if r["model"] == "base zero-shot"}
+    rows = []
+    for r in results:
+        if not r["size"]:
+            continue
+        who = f"{r['set']}: student, {r['size']} training rows"
+        rows += [Row(f"{who}: ROUGE-L", f"{r['rougeL']:.2f}",
+                     baseline=f"base zero-shot {base[r['set']]['rougeL']:.2f} (vs lead: {fmt_ci(r['vs_lead'])})",
+                     ratio=fmt_ci(r["vs_base"]), target="better than the base (CI above 0)", met=r["vs_base"][1] > 0),
+                 Row(f"{who}: length compliance (1-2 sentences, 8-60 words)", f"{r['length_ok']:.1f}%",
+                     baseline=f"base zero-shot {base[r['set']]['length_ok']:.1f}%", target=">= 80% (default gate)",
+                     met=r["length_ok"] >= 80),
+                 Row(f"{who}: repeated 3-grams", f"{r['repetition']:.1f}%",
+                     baseline=f"base zero-shot {base[r['set']]['repetition']:.1f}%"),
+                 Row(f"{who}: default gate (evals/gates/default.yaml)", r["gate"], target="SHIP",
+                     met=r["gate"] == "SHIP")]
+    return rows
 
 
 def print_table(results: list[dict]) -> None:
     print("\n| set | model | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-L vs base (95% CI) | vs lead (95% CI) "
-          "| median words | repeated 3-grams | steps | train s | peak RSS MB |")
-    print("| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+          "| median words | length ok | repeated 3-grams | default gate | steps | train s | peak RSS MB |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for r in results:
         print(f"| {r['set']} | {r['model']} | {r['rouge1']:.2f} | {r['rouge2']:.2f} | {r['rougeL']:.2f} | "
-              f"{fmt_ci(r.get('vs_base'))} | {fmt_ci(r.get('vs_lead'))} | {r['words']:.0f} | "
-              f"{r['repetition']:.1f}% | {r.get('steps', '')} | {r.get('train_s', '')} | {r.get('peak_mb', '')} |")
+              f"{fmt_ci(r.get('vs_base'))} | {fmt_ci(r.get('vs_lead'))} | {r['words']:.0f} | {r['length_ok']:.1f}% | "
+              f"{r['repetition']:.1f}% | {r['gate'] if r['size'] else ''} | {r.get('steps', '')} | "
+              f"{r.get('train_s', '')} | {r.get('peak_mb', '')} |")
     print("\nlearning curve (ROUGE-L, student minus base, 95% CI):")
     for r in results:
         if r["size"]:

@@ -13,6 +13,7 @@ from assay.store import DatasetStore, Version
 from curation.balance import balance
 from curation.clean import clean
 from curation.config import CurateConfig
+from curation.contract import length_report
 from curation.dedupe import dedupe
 from curation.ingest import ingest
 from curation.splits import assign_splits, split_counts
@@ -70,6 +71,9 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         ids = final["note_id"].unique().implode()
         tables["possible_duplicates"] = pl.concat(possible).filter(
             pl.col("note_id_a").is_in(ids) & pl.col("note_id_b").is_in(ids))
+    contract, broken = length_report(final)  # kept, counted and listed: the user's labels, for a person to fix
+    if broken is not None:
+        tables["length_contract"] = broken
     dropped = Counter()
     for step in steps:
         dropped.update(step.dropped)
@@ -90,6 +94,7 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
         coverage_before=balance_step.extra.get("coverage_before", []),
         gaps=balance_step.extra.get("gaps", []),
         possible_duplicates=tables["possible_duplicates"].height if "possible_duplicates" in tables else None,
+        length_contract=contract,
         duplicate_reviews=None if duplicate_reviews is None else duplicate_reviews.height,
         splits=split_counts(final, cfg.split),
         **(stage or {}),

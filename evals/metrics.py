@@ -153,17 +153,32 @@ def sentence_count(text: str | None) -> int:
     return len([s for s in re.split(r"(?<=[.!?])\s+", (text or "").strip()) if s.strip()])
 
 
-# a summary of a personal note: one or two sentences, long enough to say something
+# the summarize task's length contract: a summary of a personal note is one or two sentences, long enough to
+# say something. The gate's length_ok, curation's report on training references (curation/contract.py) and
+# the task's instruction (curation/synth/tasks.py) all read it from here
 SUMMARY_WORDS = (8, 60)
+SUMMARY_SENTENCES = (1, 2)
+SUMMARY_CONTRACT = (f"{SUMMARY_SENTENCES[0]}-{SUMMARY_SENTENCES[1]} sentences and "
+                    f"{SUMMARY_WORDS[0]}-{SUMMARY_WORDS[1]} words")
+
+
+def summary_length_problem(text: str | None) -> str | None:
+    """Why a summary breaks the length contract ("3_sentences", "too_many_words", ...), or None."""
+    n, sentences = words(text), sentence_count(text)
+    if sentences > SUMMARY_SENTENCES[1]:
+        return f"{min(sentences, 5)}{'+' if sentences >= 5 else ''}_sentences"
+    if n > SUMMARY_WORDS[1]:
+        return "too_many_words"
+    if n < SUMMARY_WORDS[0] or sentences < SUMMARY_SENTENCES[0]:
+        return "too_few_words"
+    return None
 
 
 def _compliant(item: Item) -> float:
-    n = words(item.prediction)
-    return float(SUMMARY_WORDS[0] <= n <= SUMMARY_WORDS[1] and 1 <= sentence_count(item.prediction) <= 2)
+    return float(summary_length_problem(item.prediction) is None)
 
 
-register(Metric("length_ok", "length compliance", True,
-                f"share of outputs of 1-2 sentences and {SUMMARY_WORDS[0]}-{SUMMARY_WORDS[1]} words", _compliant,
+register(Metric("length_ok", "length compliance", True, f"share of outputs of {SUMMARY_CONTRACT}", _compliant,
                 scale=100))
 register(Metric("words", "words", None, "output length in words (the reference's is in the lineage)",
                 lambda i: float(words(i.prediction))))

@@ -62,3 +62,32 @@ def test_pipeline_summary_keeps_versions_and_verdicts_whole_at_80_columns():
     piped = _summary_text(80, terminal=False)
     assert re.search(r"^ ?train +ran +150 s +236>27 +\$0\.00 +notes-student@v1\.2\.0 +input changed, code changed *$",
                      piped, re.M), piped
+
+
+def test_models_list_reads_at_80_columns(tmp_path):
+    """Versions, datasets and figures stay whole in an 80-column terminal (they folded into one-letter columns)."""
+    from assay.project import Project
+    from training.registry import register
+
+    metrics = {"train_loss": 1.5, "steps": 40, "best_step": 30, "vs_base": "better", "validation_rouge_l": 25.31,
+               "base_validation_rouge_l": 17.12, "gate_rules_passed": 1, "gate_rules_checked": 2,
+               "gate": "ship gate default.yaml on 40 validation notes: 1 of 2 rule(s) pass: " + "x" * 200}
+    register(Project(tmp_path), "notes-student", lambda folder, version, parent: None, recipe="sft",
+             base_model="smollm2-135m-instruct", architecture="llama", dataset="notes@v12", dataset_hash="h",
+             teachers=["local"], metrics=metrics, config={}, wall_time_s=600.0, device="cpu", cost_usd=0.0)
+    env = {**os.environ, "ASSAY_HOME": str(tmp_path), "COLUMNS": "80"}
+    proc = subprocess.run([sys.executable, "-m", "assay", "models", "list"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    table = [ln for ln in lines if ": /" not in ln and "@v1.0.0:" not in ln]  # paths may run on
+    assert all(len(ln) <= 80 for ln in table), "\n".join(table)
+    header = next(ln for ln in lines if ln.split()[:2] == ["model", "parent"]).split()
+    assert header == ["model", "parent", "recipe", "dataset", "created", "eval", "verdict"]
+    row = next(ln for ln in lines if ln.lstrip().startswith("notes-student@v1.0.0 ")).split()
+    assert row[:5] == ["notes-student@v1.0.0", "-", "sft", "notes@v12", row[4]] and row[4].startswith("20")
+    said = " ".join(" ".join(lines).split())
+    assert "not evaluated" in said
+    assert ("notes-student@v1.0.0: better than base on validation: ROUGE-L 25.3 vs 17.1; gate 1/2 rules on "
+            "validation; card ") in said
+    assert "smollm2-135m-instruct" in " ".join(ln.split()[0] for ln in lines if ln.strip())

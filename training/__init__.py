@@ -36,6 +36,13 @@ def load(config_path: str | Path | None, overrides: list[str] | None = None, *,
     problems += _model_problems("model.base", cfg.model.base)
     if isinstance(cfg, DistillRunConfig) and cfg.teacher.model:
         problems += _model_problems("teacher.model", cfg.teacher.model)
+    if cfg.eval.gate:
+        from training.gatecheck import load as load_gate
+
+        try:
+            load_gate(cfg.eval.gate)
+        except ConfigError as exc:
+            problems += [f"eval.gate: {exc}"]
     try:
         DatasetStore((project or Project.current()).datasets).get(cfg.data.dataset)
     except NotFoundError as exc:

@@ -205,7 +205,9 @@ def trainer_args(train: TrainSection, model: ModelSection, *, output_dir: Path, 
     # batch_size auto: one row at a time until training.memory has measured what fits (apply_choice)
     micro, accumulation = ((1, train.rows_per_step) if train.batch_size == "auto"
                            else (train.batch_size, train.gradient_accumulation))
-    best_is_rouge = eval_cfg.best_metric == "rouge_l"
+    # with a gate, training.gatecheck ranks checkpoints: most validation rules passed, then best_metric
+    best = ("eval_gate_rank" if eval_cfg.gate else "eval_rouge_l" if eval_cfg.best_metric == "rouge_l"
+            else "eval_loss")
     eval_every = eval_cfg.every_steps
     eval_kwargs: dict[str, Any] = {"eval_strategy": "no"}
     if has_eval:
@@ -213,8 +215,8 @@ def trainer_args(train: TrainSection, model: ModelSection, *, output_dir: Path, 
             "eval_strategy": "steps" if eval_every else "epoch",
             "eval_steps": eval_every,
             "load_best_model_at_end": True,
-            "metric_for_best_model": "eval_rouge_l" if best_is_rouge else "eval_loss",
-            "greater_is_better": best_is_rouge,
+            "metric_for_best_model": best,
+            "greater_is_better": best != "eval_loss",
         }
     return SFTConfig(
         output_dir=str(output_dir),

@@ -81,6 +81,9 @@ class EvalSection(Strict):
     generate_examples: int = Field(8, ge=0)
     max_new_tokens: int = Field(128, ge=1)
     best_metric: Literal["loss", "rouge_l"] = "loss"
+    # a gate YAML (evals/gates/default.yaml): the checkpoint kept (and early stopping) is the one passing the
+    # most of its rules that can be checked on the validation answers, then the best best_metric among those
+    gate: str | None = None
     early_stopping_patience: int | None = Field(3, ge=1)  # evaluations without improvement; None disables
 
 
@@ -168,6 +171,9 @@ def _common_problems(cfg: SFTRunConfig | DistillRunConfig) -> list[str]:
                         "model.gradient_checkpointing give a number (e.g. train.batch_size=8)")
     if cfg.eval.best_metric == "rouge_l" and cfg.eval.generate_examples == 0:
         problems.append("eval.best_metric rouge_l needs eval.generate_examples > 0")
+    if cfg.eval.gate and cfg.eval.generate_examples == 0:
+        problems.append("eval.gate: its rules are checked on generated answers; set eval.generate_examples > 0 "
+                        "or eval.gate=null")
     if cfg.eval.every_steps and cfg.train.save_steps % cfg.eval.every_steps:
         # the best checkpoint can only be kept if every evaluation has a checkpoint to point at
         problems.append(f"train.save_steps ({cfg.train.save_steps}) must be a multiple of "

@@ -19,10 +19,15 @@ import polars as pl
 
 from assay.errors import InputError
 from assay.store import Version
+from curation.synth.tasks import TASKS
 
-# Rows that carry input/output but no instruction get one from their task.
+# Rows that carry input/output but no instruction get one from their task. A summary from an export is asked
+# for with the summarize task's own instruction, which states its length contract ("one or two sentences"):
+# the instruction synthetic rows carry and evals ask with. Asked "Summarize the following note.", the base
+# model wrote 3+ sentences and a student trained on two-sentence references still did in a third of its
+# answers (benchmarks/README.md: "Training quality")
 TASK_INSTRUCTIONS = {
-    "summarize": "Summarize the following note.",
+    "summarize": TASKS["summarize"].instruction,
     "title": "Write a short title for the following note.",
     "tags": "Suggest a few tags for the following note, comma separated.",
     "extract_actions": "List the action items in the following note.",

@@ -24,6 +24,7 @@ from training.common import (cut_log, from_main_process, is_main_process, librar
                              wait_for_everyone)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+SENTENCES = ("verdict", "gate")  # metrics that are sentences: said in words on the card, not in its table
 
 
 @dataclass
@@ -139,11 +140,16 @@ def finish(project: Project, run: RunDir, cfg, *, save, recipe: str, base_model:
 
 
 def _card(info: dict[str, Any], extra: list[str]) -> str:
-    metrics = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["metrics"].items() if k != "verdict") or "| (none) | |"
+    metrics = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["metrics"].items()
+                         if k not in SENTENCES) or "| (none) | |"
     verdict = info["metrics"].get("verdict")
     against = ([f"**Against the base model: {verdict}** (greedy answers, ROUGE-L from evals.metrics, paired "
                 "bootstrap; `assay eval` compares on a held-out test suite)", ""] if verdict else
                ["Against the base model: not measured (no validation rows, or eval.generate_examples: 0)", ""])
+    gate = info["metrics"].get("gate")
+    if gate:  # training.gatecheck: the kept checkpoint against the ship rules, before any `assay eval`
+        against += [f"**{gate[0].upper()}{gate[1:]}** (the checkpoint kept is the one passing the most of these "
+                    "rules, then the best ROUGE-L; `assay eval --gate` decides on the held-out suite)", ""]
     data = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in info["data"].items())
     teachers = ", ".join(info["teachers"]) or "none recorded (human or export labels)"
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items())

@@ -4,7 +4,8 @@
     base model (catalogue, optional 4/8-bit) + LoRA
     TRL SFTTrainer + the completion head (logits only where labels are): packing (no cross-example
         attention) or dynamic padding, warmup + schedule, evaluation on the validation split
-        (loss + ROUGE-L on a sample), early stopping, best checkpoint
+        (loss + ROUGE-L on a sample, and the ship gate's rules on the same answers), early stopping,
+        best checkpoint (the one passing the most gate rules, then the best ROUGE-L)
     save adapter + log + resolved config + card, register the version
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from assay.project import Project
 from assay.store import DatasetStore
-from training import runs
+from training import gatecheck, runs
 from training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
                              oom_error, read_log, trainer_args, wait_for_everyone)
 from training.config import DistillRunConfig, SFTRunConfig
@@ -82,6 +83,9 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
         print(f"[assay train] {note}")
     previous = read_log(run.log)
     elapsed_before = previous[-1].get("elapsed_s", 0.0) if previous else 0.0
+    gate = gatecheck.load(cfg.eval.gate) if cfg.eval.gate and has_eval else None
+    # a resumed run compares with the zero-shot answers its first session logged
+    base_predictions = next((r["base_predictions"] for r in previous if "base_predictions" in r), None)
     baseline_path = run.path / "baseline.json"
     need_baseline = has_eval and not baseline_path.exists()  # decided before anyone writes it
 
@@ -103,7 +107,8 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
         callbacks=make_callbacks(run.log, tokenizer, val_set.examples[:cfg.eval.generate_examples], cfg.eval,
-                                 early_stopping=has_eval, elapsed_before=elapsed_before),
+                                 early_stopping=has_eval, elapsed_before=elapsed_before, gate=gate,
+                                 base_predictions=base_predictions),
     )
 
     # rows per step from the memory budget (batch_size auto), and enough optimizer steps on small data
@@ -133,7 +138,10 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     baseline = json.loads(baseline_path.read_text(encoding="utf-8")) if baseline_path.exists() else {}
     # the kept weights' answers against the base's on the same validation rows, with a paired CI
     references = [ex.completion for ex in val_set.examples[:cfg.eval.generate_examples]]
-    versus = from_log(read_log(run.log), trainer.state.best_global_step or trainer.state.global_step, references)
+    kept_step = trainer.state.best_global_step or trainer.state.global_step
+    log_rows = read_log(run.log)
+    versus = from_log(log_rows, kept_step, references)
+    checks = gatecheck.from_log(log_rows, kept_step) if gate else None
     wall = elapsed_before + time.time() - started
 
     # 6. Save the kept (best) weights and register the version
@@ -147,6 +155,8 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
         **{k: v for k, v in baseline.items() if k in ("base_loss", "base_rouge_l")},
         **{k: v for k, v in final.items() if k in ("eval_loss", "eval_rouge_l")},
         **versus,
+        **({"gate_rules_passed": sum(c.passed for c in checks), "gate_rules_checked": len(checks),
+            "gate": gatecheck.summary(checks, gate, len(references))} if checks is not None else {}),
         "train_tokens_seen": seen,
         **{k: v for k, v in batching.items() if k != "note"},
         "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from assay.errors import NotFoundError
 from curation.synth.replies import find_json, sentences, strip_reply
+from evals.metrics import SUMMARY_CONTRACT, summary_length_problem  # the contract the ship gate checks
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\w+)\s*-?#\}")
@@ -328,6 +329,10 @@ class Task:
     text_of: Callable[[Any], str] = str  # the value as text, for ROUGE and embeddings
     max_tokens: int = 160
     length_range: tuple[int, int] = (20, 400)  # characters a good output usually has (the rules strategy)
+    # the length an output must have (evals' length_ok): why one breaks it, or None; curation reports the
+    # training references that break it, since a student learns the length it is shown
+    length_contract: Callable[[str | None], str | None] | None = None
+    contract_words: str = ""  # the contract in words, for reports
 
     @property
     def structured(self) -> bool:
@@ -355,7 +360,8 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "summarize": Task("summarize", "summarize", "Summarize this note in one or two sentences.", parse_summary,
-                      max_tokens=96, length_range=(20, 300)),
+                      max_tokens=96, length_range=(20, 300), length_contract=summary_length_problem,
+                      contract_words=SUMMARY_CONTRACT),
     "classify": Task("classify", "classify",
                      'Label this note as JSON: "category" ({categories}), "importance" ({importance}), '
                      '"context" ({context}).', parse_classification, classification_similarity,
