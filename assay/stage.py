@@ -108,26 +108,28 @@ class Manifest(BaseModel):
 _NOT_SEALED = ("README.md", "exports", "ondevice.json", "index.html")
 
 
-def _sealed_files(project: Project, ref: str | None) -> tuple[Path, list[Path]] | None:
-    """(root, files) of an output reference whose content a seal covers; None when it has no files here."""
-    if ref is None:
-        return None
+def _output_root(project: Project, ref: str) -> Path | None:
+    """Where an output reference lives on disk (None: not a file output, e.g. argilla:NAME); NotFoundError
+    when its dataset version or model version is no longer registered."""
     kind, rest = split_ref(ref)
     if kind == "dataset":
         from assay.store import DatasetStore
 
-        root = DatasetStore(project.datasets).get(rest).path
-    elif kind == "model":
+        return DatasetStore(project.datasets).get(rest).path
+    if kind == "model":
         from training import registry
 
-        root = registry.get(project, rest).path
-    elif kind == "report":
-        root = Path(rest)
-        return root, [root / "results.json"]
-    elif kind == "export":
-        root = Path(rest)
-    else:
+        return registry.get(project, rest).path
+    return Path(rest) if kind in ("report", "export") else None
+
+
+def _sealed_files(project: Project, ref: str | None) -> tuple[Path, list[Path]] | None:
+    """(root, files) of an output reference whose content a seal covers; None when it has no files here."""
+    root = None if ref is None else _output_root(project, ref)
+    if root is None:
         return None
+    if split_ref(ref)[0] == "report":
+        return root, [root / "results.json"]
     if root.is_file():
         return root.parent, [root]
     files = [f for f in sorted(root.rglob("*")) if f.is_file()
@@ -268,29 +270,16 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def output_exists(project: Project, ref: str | None) -> bool:
-    """Whether a recorded output is still there (a deleted version or report is made again)."""
-    if ref is None:
-        return True
-    kind, rest = split_ref(ref)
-    if kind == "dataset":
-        from assay.errors import NotFoundError
-        from assay.store import DatasetStore
+    """Whether a recorded output is still there (a deleted version or report is made again); argilla:NAME is
+    checked by the stage that reads it."""
+    from assay.errors import NotFoundError
 
-        try:
-            DatasetStore(project.datasets).get(rest)
-        except NotFoundError:
-            return False
+    try:
+        root = None if ref is None else _output_root(project, ref)
+    except NotFoundError:
+        return False
+    if root is None:
         return True
-    if kind == "model":
-        from assay.errors import NotFoundError
-        from training import registry
-
-        try:
-            return registry.get(project, rest).path.is_dir()
-        except NotFoundError:
-            return False
-    if kind == "report":
-        return (Path(rest) / "results.json").is_file() and (Path(rest) / "index.html").is_file()
-    if kind == "export":
-        return Path(rest).exists()
-    return True  # argilla:NAME is checked by the stage that reads it
+    if split_ref(ref)[0] == "report":
+        return (root / "results.json").is_file() and (root / "index.html").is_file()
+    return root.is_dir() if split_ref(ref)[0] == "model" else root.exists()
