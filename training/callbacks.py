@@ -13,6 +13,7 @@ from evals.generate import generate
 from evals.metrics import rouge_l
 from training.data import Example, render_prompt
 from training.gatecheck import ValidationGate, headline_of, rank
+from training.memory import release
 
 
 class JsonlLog(TrainerCallback):
@@ -70,6 +71,16 @@ class GenerativeEval(TrainerCallback):
             self.log._write(row)
 
 
+class ReleaseMemory(TrainerCallback):
+    """Hand freed memory back after each optimizer step and evaluation (training.memory.release)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        release()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        release()
+
+
 def make_callbacks(log_path: Path, tokenizer, eval_examples: list[Example], eval_cfg, *, early_stopping: bool,
                    elapsed_before: float = 0.0, gate: ValidationGate | None = None,
                    base_predictions: list[str] | None = None) -> list[TrainerCallback]:
@@ -79,4 +90,4 @@ def make_callbacks(log_path: Path, tokenizer, eval_examples: list[Example], eval
                                                         best_metric=eval_cfg.best_metric)]
     if early_stopping and eval_cfg.early_stopping_patience:
         found.append(EarlyStoppingCallback(early_stopping_patience=eval_cfg.early_stopping_patience))
-    return found
+    return [*found, ReleaseMemory()]  # last: after the evaluation's own generation

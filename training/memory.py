@@ -10,6 +10,11 @@ benchmarks/README.md, "Training memory"): for SmolLM2-135M, 512-token rows, the 
 a row and the process peak rose by 1,379 MB a row from 1 to 4 rows (1.97x): the gradients of the
 activations alive during backward and the allocator's slack.
 
+The fixed part is read after the probe, once garbage is collected and the C allocator has handed its free
+pages back (`release`): the first training forward leaves buffers resident (0.68 GB for SmolLM2 at 512
+tokens: RSS 1.09 GB before the probe, 1.77 GB after it), so reading it before the probe underestimated
+every run by that much (a CI run peaked at 4.28 GB under a 4.21 GB budget).
+
 The micro-batch is the largest divisor of the rows per optimizer step (`batch_size x
 gradient_accumulation` stays what the config says, so the training does not depend on the machine)
 whose estimate fits the budget; gradient accumulation makes up the rest.
@@ -17,15 +22,18 @@ whose estimate fits the budget; gradient accumulation makes up the rest.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 from dataclasses import dataclass
 
 from assay.errors import ConfigError
 
 PEAK_PER_SAVED = 2.0  # measured 1.97: peak RSS added per row / saved-for-backward bytes per row (CPU, fp32)
-# headroom for evaluation, checkpoint writes and the allocator's growth over a long run: a 54-step run
-# with 4 evaluations (micro-batch 1, 512-token rows) peaked at 3.60 GB, 0.9 GB above fixed + one row
-RESERVE_BYTES = 1024 * 2**20
+# headroom above fixed + rows for evaluation, checkpoint writes and the allocator: with the fixed part read
+# after the probe and memory released each step, 2-step runs of 1 row x 4 (512-token rows) peaked 0.10 to
+# 0.38 GB above fixed + one row (tests/test_quality.py); the reserve keeps that margin and as much again
+RESERVE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,20 @@ def resident_bytes() -> int:
     return psutil.Process(os.getpid()).memory_info().rss
 
 
+def release() -> None:
+    """Collect garbage and give the C allocator's free pages back to the system (glibc's malloc_trim).
+
+    Without it, RSS keeps the high-water mark of every evaluation and step that came before (measured:
+    3.4 GB held between steps of a 1-row run whose live memory was 1.9 GB), so the process looks bigger
+    than it is to the budget and to everything else on the machine. Elsewhere than glibc only the collection.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+
+
 def saved_bytes(trainer, batch: dict) -> int:
     """Bytes autograd keeps for backward in one training forward of `batch` (each storage once, no weights)."""
     import torch
@@ -105,8 +127,9 @@ def choose(trainer, probe_row: dict, *, rows_per_step: int, memory_gb: float | N
     """The micro-batch for this run, or ConfigError when not even one row fits."""
     available, source = budget(memory_gb)
     _touch_weights(trainer.model)
-    fixed = resident_bytes()  # before the probe: the allocator keeps what the probe's forward used
     per_row = int(PEAK_PER_SAVED * saved_bytes(trainer, trainer.data_collator([probe_row])))
+    release()
+    fixed = resident_bytes()  # after the probe: what a training forward leaves resident counts as fixed
     fits = [d for d in range(1, rows_per_step + 1)
             if rows_per_step % d == 0 and fixed + RESERVE_BYTES + d * per_row <= available]
     choice = Choice(max(fits, default=0), 0, available, fixed, per_row, source,
