@@ -83,8 +83,8 @@ def synth(
     from assay.display import progress_tracker, show_synth_run
     from assay.project import Project
     from assay.store import DatasetStore
-    from curation.synth.config import SynthConfig
-    from curation.synth.run import synth as run_synth
+    from assay.curation.synth.config import SynthConfig
+    from assay.curation.synth.run import synth as run_synth
 
     flags = {"task": task, "teachers": teachers, "select": select, "judge": judge, "budget_usd": budget}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
@@ -110,11 +110,11 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show third-party progress bars and warnings."),
 ) -> None:
     """LoRA fine-tuning or distillation of a student; registers the model with its lineage."""
-    import training
+    from assay import training
     from assay.display import show_model_version
     from assay.project import Project
     from assay.runlog import run_log
-    from training.common import is_main_process
+    from assay.training.common import is_main_process
 
     # library output (dataset maps, FutureWarnings, the trainer's metric dicts) goes to the run log, as in
     # `assay run`; "[assay train]" lines still reach the terminal
@@ -133,7 +133,7 @@ def export_cmd(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. int8.tolerance.ppl_increase=0.05"),
 ) -> None:
     """Export a model for on-device use, with its size and parity figures in the model card."""
-    from training.export import export_model, summary_lines
+    from assay.training.export import export_model, summary_lines
 
     result = export_model(model, format, config=config, overrides=overrides or [],
                           log=lambda line: console.print(f"[dim]{line}[/dim]", highlight=False))
@@ -182,8 +182,8 @@ def models_list() -> None:
     from assay.display import show_catalogue, show_trained
     from assay.models import list_models
     from assay.project import Project
-    from evals.lineage import verdicts
-    from training.registry import list_models as registered
+    from assay.evals.lineage import verdicts
+    from assay.training.registry import list_models as registered
 
     show_catalogue(console, list_models())
     project = Project.current()
@@ -200,6 +200,21 @@ def models_pull(name: str) -> None:
 
     path = pull(name)
     console.print(f"[green]ready[/green] {name} -> {path}")
+
+
+@app.command()
+def init(
+    folder: Path = typer.Argument(Path("."), help="Where the pipeline goes: the folder of your export."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Your export (default: the one export file in FOLDER)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite starter files already there."),
+) -> None:
+    """Write a starter pipeline.yaml and the configs it names next to your export, with comments on what to change."""
+    from assay.init import init as write_starter
+
+    written, source = write_starter(folder, export, force=force)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"the pipeline reads {source}; run it with: assay run {written[0]}")
 
 
 app.command("eval")(cli_eval.eval_cmd)

@@ -28,9 +28,9 @@ def eval_cmd(
     from assay.display import progress_tracker
     from assay.project import Project
     from assay.runlog import run_log
-    from evals.gate import EXIT_NO_SHIP, NO_SHIP, load_gate
-    from evals.run import evaluate
-    from evals.suite import load_suite
+    from assay.evals.gate import EXIT_NO_SHIP, NO_SHIP, load_gate
+    from assay.evals.run import evaluate
+    from assay.evals.suite import load_suite
 
     cfg = load_suite(suite, overrides or [])
     rules = load_gate(gate) if gate else None
@@ -51,8 +51,8 @@ def report_cmd(
     """Rebuild a run's HTML report from its stored results, or compare two runs side by side."""
     from assay.errors import AssayError
     from assay.project import Project
-    from evals.report import compare_html, write_report
-    from evals.run import compare_folder, load_results
+    from assay.evals.report import compare_html, write_report
+    from assay.evals.run import compare_folder, load_results
 
     project = Project.current()
     runs = runs or []

@@ -22,7 +22,7 @@ def serve(port: int = typer.Option(6900, "--port", "-p", help="Port of the Argil
           stop: bool = typer.Option(False, "--stop", help="Stop the embedded server of this project.")) -> None:
     """Run an embedded Argilla (SQLite + Redis, no Docker) in the foreground until Ctrl-C."""
     from assay.project import Project
-    from curation.review import server
+    from assay.curation.review import server
 
     project = Project.current()
     if stop:
@@ -42,9 +42,9 @@ def push(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a data
     """Send a dataset version's rows, with each teacher's candidate as a suggestion, to Argilla."""
     from assay.project import Project
     from assay.store import DatasetStore
-    from curation.review.push import PushOptions, push as run_push
+    from assay.curation.review.push import PushOptions, push as run_push
 
-    from curation.review.client import one_line_errors
+    from assay.curation.review.client import one_line_errors
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -67,8 +67,8 @@ def pull(dataset: str = typer.Argument(..., help="NAME (its newest pushed versio
     """Fetch submitted answers into a new dataset version (reviewers, decisions, corrected outputs, agreement)."""
     from assay.project import Project
     from assay.store import DatasetStore
-    from curation.review.client import one_line_errors
-    from curation.review.pull import pull as run_pull
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.pull import pull as run_pull
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -95,8 +95,8 @@ def push_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>
     """Send an eval run's examples as blind A/B preference questions: candidate vs a baseline."""
     from assay.project import Project
     from assay.runlog import run_log
-    from curation.review.client import one_line_errors
-    from curation.review.human_eval import push_eval as run_push
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.human_eval import push_eval as run_push
 
     project = Project.current()
     client = _client(argilla_url)
@@ -119,8 +119,8 @@ def pull_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>
               argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Fetch the preferences: a human win rate with a 95% CI in the run's results.json and report."""
     from assay.project import Project
-    from curation.review.client import one_line_errors
-    from curation.review.human_eval import pull_eval as run_pull
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.human_eval import pull_eval as run_pull
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -152,8 +152,8 @@ def pull_duplicates(dataset: str = typer.Argument(..., help="NAME@VERSION whose 
     """Fetch "same note?" answers into the project state; the next `assay curate` follows them."""
     from assay.project import Project
     from assay.store import DatasetStore
-    from curation.review.client import one_line_errors
-    from curation.review.duplicates import pull_duplicates as run_pull
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.duplicates import pull_duplicates as run_pull
 
     project = Project.current()
     client = _client(argilla_url)
@@ -173,8 +173,8 @@ def status(dataset: str = typer.Argument(..., help="NAME (its newest pushed vers
 
     from assay.project import Project
     from assay.store import DatasetStore
-    from curation.review.client import one_line_errors
-    from curation.review.pull import progress
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.pull import progress
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -199,8 +199,8 @@ def users_add(name: str = typer.Argument(..., help="The reviewer's username."),
               workspace: str = typer.Option("default", help="Argilla workspace the reviewer joins."),
               argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Create a reviewer with a generated password (shown once) in a workspace."""
-    from curation.review.client import one_line_errors
-    from curation.review.users import add_user
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.users import add_user
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -212,7 +212,7 @@ def users_add(name: str = typer.Argument(..., help="The reviewer's username."),
 def _client(argilla_url: str | None):
     import os
 
-    from curation.review.client import connect
+    from assay.curation.review.client import connect
 
     if argilla_url:
         os.environ["ARGILLA_API_URL"] = argilla_url

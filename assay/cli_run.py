@@ -16,7 +16,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-SAMPLE_PIPELINE = Path(__file__).resolve().parent.parent / "datasets" / "sample" / "pipeline.yaml"
 TITLES = {"curate": "curate the export", "synth": "teachers label the notes and fill coverage gaps",
           "review": "human review in Argilla", "train": "fine-tune the student", "export": "export for on-device use",
           "eval": "evaluate against the baselines", "report": "the ship report"}
@@ -32,7 +31,7 @@ def run_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show third-party progress bars and warnings."),
 ) -> None:
     """Run the whole pipeline: curate -> synth -> review -> train -> export -> eval -> report, reusing unchanged stages."""
-    from evals.gate import EXIT_NO_SHIP, NO_SHIP
+    from assay.evals.gate import EXIT_NO_SHIP, NO_SHIP
 
     from assay.runner import load_pipeline
 
@@ -65,7 +64,10 @@ def demo_cmd(
 
             raise ConfigError("--steps", [f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(ORDER)}"])
         until = max(only, key=ORDER.index)
-    execute(load_pipeline(SAMPLE_PIPELINE, overrides or []), until=until, only=only, verbose=verbose)
+    from assay.shipped import folder
+
+    execute(load_pipeline(folder("datasets/sample") / "pipeline.yaml", overrides or []), until=until, only=only,
+            verbose=verbose)
 
 
 def execute(cfg, *, start=None, until=None, only=None, dry_run=False, force=False, verbose=False):
@@ -147,17 +149,17 @@ def show_stage(term: Console, project, row, always: bool = False) -> None:
         show_curate_run(term, DatasetStore(project.datasets).get(ref))
     elif row.stage == "synth" and kind == "dataset":
         from assay.store import DatasetStore
-        from curation.synth.run import SynthRun
+        from assay.curation.synth.run import SynthRun
 
         version = DatasetStore(project.datasets).get(ref)
         show_synth_run(term, SynthRun(version, {}, version.manifest))
     elif row.stage == "train":
-        from training import registry
+        from assay.training import registry
 
         show_model_version(term, registry.get(project, ref))
     elif row.stage == "eval":
         from assay.cli_eval import show_eval
-        from evals.run import load_results
+        from assay.evals.run import load_results
 
         show_eval(*load_results(project, ref), console=term)
     if row.status == "ran":

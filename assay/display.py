@@ -82,7 +82,7 @@ def show_curate_run(console: Console, version) -> None:
                       f"(assay datasets show {safe(version.ref)})")
     for entry in m.get("length_contract") or []:
         if entry["outside"]:  # curation.contract: references the student would learn the wrong length from
-            from curation.contract import describe
+            from assay.curation.contract import describe
 
             console.print(f"[bold yellow]{safe(describe(entry))}[/bold yellow] (listed in "
                           f"{safe(version.path / 'length_contract.parquet')})")

@@ -20,7 +20,7 @@ from typing import Iterator, TextIO
 
 from assay.project import Project
 from assay.redact import MaskURLs, mask_urls
-from curation.synth.ledger import scrub
+from assay.curation.synth.ledger import scrub
 
 THIRD_PARTY = ("transformers", "datasets", "huggingface_hub", "sentence_transformers", "accelerate", "peft", "trl",
                "torch", "httpx", "urllib3", "argilla")

@@ -14,11 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from assay import shipped
 from assay.errors import AssayError, ConfigError
 from assay.stage import Context, Manifest, find, fingerprint, history, publish, code_version
 from assay.stages import ORDER, STAGES, input_of
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 class _Section(BaseModel):
@@ -88,13 +88,11 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     cfg = load_config(PipelineConfig, path, overrides)
     here = path.resolve().parent
 
-    def where(p: str | None) -> str | None:  # next to the file, else from the repo (shipped configs)
-        if p is None or Path(p).is_absolute():
+    def where(p: str | None) -> str | None:  # next to the file, else a shipped config of that name
+        if p is None:
             return p
-        for base in (here, REPO):
-            if (base / p).exists():
-                return str(base / p)
-        return str(here / p)
+        found = shipped.resolve(p, here)
+        return str(found if found.exists() else here / p)
 
     cfg.curate.source = where(cfg.curate.source)
     for section in (cfg.curate, cfg.synth, cfg.train, cfg.export):
@@ -169,6 +167,7 @@ def run_pipeline(cfg: PipelineConfig, ctx: Context, *, start: str | None = None,
     """
     wanted = stages_between(start, until)
     before = ORDER[:ORDER.index(wanted[0])]
+    _check_configs(cfg, [n for n in wanted if not _skip_reason(n, cfg)])
     outputs: dict[str, str] = {}
     run = into if into is not None else PipelineRun()
     pending = False  # an earlier stage would run (dry run): later inputs are not known yet
@@ -207,6 +206,14 @@ def run_pipeline(cfg: PipelineConfig, ctx: Context, *, start: str | None = None,
         if on_stage:
             on_stage(name, row)
     return run
+
+
+def _check_configs(cfg: PipelineConfig, names: list[str]) -> None:
+    """Every config the stages to run name, read before the first one starts: a typo in the training
+    config stops the run now, not after curation and an hour of teacher calls."""
+    problems = [p for name in names if STAGES[name].check for p in STAGES[name].check(getattr(cfg, name))]
+    if problems:
+        raise ConfigError("pipeline", problems)
 
 
 class _Missing(Exception):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from assay.project import Project
 from assay.redact import mask_urls_in
+from assay.shipped import folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stage_runs (
@@ -43,12 +44,14 @@ def code_version() -> str:
         release = version("assay")
     except PackageNotFoundError:
         release = "0+unknown"
-    root = Path(__file__).resolve().parent.parent
+    roots = {name: folder(name) for name in ("assay", "curation", "training", "evals")}
     h = hashlib.sha256()
-    for package in ("assay", "curation", "training", "evals"):
-        for path in sorted((root / package).rglob("*")):
-            if path.suffix in (".py", ".j2", ".html", ".js", ".css") and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, root in roots.items():
+        inner = [r for r in roots.values() if r != root and r.is_relative_to(root)]  # a wheel nests them
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".j2", ".html", ".js", ".css") and "__pycache__" not in path.parts \
+                    and not any(path.is_relative_to(r) for r in inner):
+                h.update(f"{name}/{path.relative_to(root).as_posix()}".encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{release}+src.{h.hexdigest()[:12]}"
 
 
@@ -117,7 +120,7 @@ def _output_root(project: Project, ref: str) -> Path | None:
 
         return DatasetStore(project.datasets).get(rest).path
     if kind == "model":
-        from training import registry
+        from assay.training import registry
 
         return registry.get(project, rest).path
     return Path(rest) if kind in ("report", "export") else None

@@ -23,6 +23,51 @@ class Stage:
     configure: Callable[[Any, list[str], Context], tuple[Any, Any]]  # (section, inputs) -> (typed config, to hash)
     run: Callable[[list[str], Any, Context], Outcome]
     always_run: bool = False  # its real input lives elsewhere (Argilla answers): never reused by fingerprint
+    check: Callable[[Any], list[str]] | None = None  # problems of its section known before any input exists
+
+
+def _parsed(load: Callable[[], Any]) -> list[str]:
+    """The problems a config loader reports (none when it loads)."""
+    from assay.errors import ConfigError
+
+    try:
+        load()
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _curate_check(section) -> list[str]:
+    from assay.config import load_config
+    from assay.curation.config import CurateConfig
+
+    return _parsed(lambda: load_config(CurateConfig, section.config, section.overrides))
+
+
+def _synth_check(section) -> list[str]:
+    from assay.config import load_config
+    from assay.curation.synth.config import SynthConfig
+
+    return _parsed(lambda: load_config(SynthConfig, section.config, section.overrides))
+
+
+def _train_check(section) -> list[str]:
+    from assay import training
+    from assay.errors import ConfigError
+
+    try:
+        _, problems = training.checked(section.config, list(section.overrides))
+    except ConfigError as exc:
+        return [str(exc)]
+    return [f"{section.config}: {p}" for p in problems]
+
+
+def _eval_check(section) -> list[str]:
+    from assay.evals.gate import load_gate
+    from assay.evals.suite import load_suite
+
+    return _parsed(lambda: load_suite(section.suite, section.overrides)) + \
+        (_parsed(lambda: load_gate(section.gate)) if section.gate else [])
 
 
 def input_of(ref: str, ctx: Context) -> Input:
@@ -36,7 +81,7 @@ def input_of(ref: str, ctx: Context) -> Input:
         version = DatasetStore(ctx.project.datasets).get(rest)
         return Input(ref=f"dataset:{version.ref}", hash=version.manifest["content_hash"])
     if kind == "model":
-        from training import registry
+        from assay.training import registry
 
         m = registry.get(ctx.project, rest)
         return Input(ref=f"model:{m.ref}", hash=digest([m.ref, m.created_at, m.dataset_hash]))
@@ -53,8 +98,8 @@ def _ref(ref: str) -> str:
 
 def _curate_cfg(section, inputs: list[str], ctx: Context):
     from assay.config import load_config
-    from curation.config import CurateConfig
-    from curation.review.duplicates import load_decisions
+    from assay.curation.config import CurateConfig
+    from assay.curation.review.duplicates import load_decisions
 
     cfg = load_config(CurateConfig, section.config, section.overrides)
     reviews = load_decisions(ctx.project)  # reviewers' same-note answers change what dedupe keeps
@@ -65,7 +110,7 @@ def _curate_cfg(section, inputs: list[str], ctx: Context):
 
 def _curate(inputs: list[str], cfg, ctx: Context) -> Outcome:
     from assay.store import DatasetStore
-    from curation.pipeline import curate
+    from assay.curation.pipeline import curate
 
     curate_cfg, name, reviews = cfg
     export = _ref(inputs[0])
@@ -81,7 +126,7 @@ def _curate(inputs: list[str], cfg, ctx: Context) -> Outcome:
 
 def _synth_cfg(section, inputs: list[str], ctx: Context):
     from assay.config import load_config
-    from curation.synth.config import SynthConfig
+    from assay.curation.synth.config import SynthConfig
 
     cfg = load_config(SynthConfig, section.config, section.overrides)
     return cfg, cfg.model_dump(mode="json")
@@ -89,7 +134,7 @@ def _synth_cfg(section, inputs: list[str], ctx: Context):
 
 def _synth(inputs: list[str], cfg, ctx: Context) -> Outcome:
     from assay.store import DatasetStore
-    from curation.synth.run import synth
+    from assay.curation.synth.run import synth
 
     run = synth(_ref(inputs[0]), cfg, store=DatasetStore(ctx.project.datasets), project=ctx.project,
                 track=ctx.track, stage={"fingerprint": ctx.fingerprint})
@@ -113,10 +158,10 @@ def _review(inputs: list[str], cfg, ctx: Context) -> Outcome:
     """push: candidates go to Argilla and training goes on with them; wait: push, wait until every record
     is answered, pull; pull: push what is new, then train on the answers given so far."""
     from assay.store import DatasetStore
-    from curation.review.client import connect, one_line_errors
-    from curation.review.pull import pull
-    from curation.review.push import PushOptions, push
-    from curation.review.server import running
+    from assay.curation.review.client import connect, one_line_errors
+    from assay.curation.review.pull import pull
+    from assay.curation.review.push import PushOptions, push
+    from assay.curation.review.server import running
 
     if not (os.environ.get("ARGILLA_API_URL") or running(ctx.project)):
         raise AssayError(f"review.mode={cfg.mode} needs an Argilla server: start one with `assay review serve` "
@@ -141,7 +186,7 @@ def _wait_for_answers(store, ref: str, client, cfg, ctx: Context, url: str) -> N
     """Poll Argilla until every record is completed; after cfg.wait_minutes, stop with where it stands."""
     import time
 
-    from curation.review.pull import progress
+    from assay.curation.review.pull import progress
 
     deadline = time.monotonic() + cfg.wait_minutes * 60
     state = progress(store, ref, client)
@@ -165,8 +210,7 @@ def _wait_for_answers(store, ref: str, client, cfg, ctx: Context, url: str) -> N
 
 def _train_cfg(section, inputs: list[str], ctx: Context):
     """The recipe's resolved config, trained on the input dataset (validated before anything loads)."""
-    import training
-
+    from assay import training
     cfg = training.load(section.config, list(section.overrides) + [f"data.dataset={_ref(inputs[0])}"],
                         project=ctx.project)
     hashed = cfg.model_dump(mode="json")
@@ -178,12 +222,12 @@ def _train(inputs: list[str], cfg, ctx: Context) -> Outcome:
     """Trains, or continues the run a kill interrupted (its checkpoints are keyed by config and data)."""
     import json
 
-    from training.config import DistillRunConfig
+    from assay.training.config import DistillRunConfig
 
     if isinstance(cfg, DistillRunConfig):
-        from training.distill import train
+        from assay.training.distill import train
     else:
-        from training.sft import train
+        from assay.training.sft import train
     model = train(cfg, project=ctx.project, resume=True)
     info = json.loads((model.path / "run.json").read_text(encoding="utf-8"))
     data = info.get("data", {})
@@ -204,7 +248,7 @@ def _export_cfg(section, inputs: list[str], ctx: Context):
 
 
 def _export(inputs: list[str], cfg, ctx: Context) -> Outcome:
-    from training.export import export_model
+    from assay.training.export import export_model
 
     paths, notes = [], []
     for fmt in cfg.formats:
@@ -218,8 +262,8 @@ def _export(inputs: list[str], cfg, ctx: Context) -> Outcome:
 # ---------------------------------------------------------------- eval and report
 
 def _eval_cfg(section, inputs: list[str], ctx: Context):
-    from evals.gate import load_gate
-    from evals.suite import load_suite
+    from assay.evals.gate import load_gate
+    from assay.evals.suite import load_suite
 
     suite = load_suite(section.suite, section.overrides)
     gate = load_gate(section.gate) if section.gate else None
@@ -231,7 +275,7 @@ def _eval_cfg(section, inputs: list[str], ctx: Context):
 
 
 def _eval(inputs: list[str], cfg, ctx: Context) -> Outcome:
-    from evals.run import evaluate
+    from assay.evals.run import evaluate
 
     suite, gate, against = cfg
     run = evaluate(suite, _ref(inputs[0]), against=against, gate=gate, project=ctx.project, track=ctx.track)
@@ -246,8 +290,8 @@ def _report_cfg(section, inputs: list[str], ctx: Context):
 
 def _report(inputs: list[str], cfg, ctx: Context) -> Outcome:
     """The HTML report of the eval's results (self-contained; open index.html)."""
-    from evals.report import write_report
-    from evals.results import read
+    from assay.evals.report import write_report
+    from assay.evals.results import read
 
     folder = Path(_ref(inputs[0]))  # the eval stage's own run folder (its id covers config, baselines and gate)
     results = read(folder / "results.json")  # checked: a damaged file is one line naming it
@@ -256,12 +300,12 @@ def _report(inputs: list[str], cfg, ctx: Context) -> Outcome:
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("curate", (), _curate_cfg, _curate),
-    Stage("synth", ("curate",), _synth_cfg, _synth),
+    Stage("curate", (), _curate_cfg, _curate, check=_curate_check),
+    Stage("synth", ("curate",), _synth_cfg, _synth, check=_synth_check),
     Stage("review", ("synth",), _review_cfg, _review, always_run=True),
-    Stage("train", ("review", "synth", "curate"), _train_cfg, _train),
+    Stage("train", ("review", "synth", "curate"), _train_cfg, _train, check=_train_check),
     Stage("export", ("train",), _export_cfg, _export),
-    Stage("eval", ("train",), _eval_cfg, _eval),
+    Stage("eval", ("train",), _eval_cfg, _eval, check=_eval_check),
     Stage("report", ("eval",), _report_cfg, _report),
 )}
 ORDER = list(STAGES)

@@ -29,8 +29,8 @@ from benchmarks.record import Row, options, record  # noqa: E402
 
 
 def run_ours(n: int, repeat: int, shingle: str, ngram: int, threshold: float) -> dict:
-    from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
-    from curation.dedupe import dedupe
+    from assay.curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
+    from assay.curation.dedupe import dedupe
 
     data = planted.planted_notes(n)
     cfg = DedupeConfig(near=NearDedupeConfig(shingle=shingle, ngram=ngram, threshold=threshold),
@@ -58,7 +58,7 @@ def run_datasketch(n: int, repeat: int, ngram: int, threshold: float, num_perm: 
 def _datasketch(notes: pl.DataFrame, ngram: int, threshold: float, num_perm: int) -> list[tuple[str, str]]:
     from datasketch import MinHash, MinHashLSH
 
-    from curation.minhash import normalize_texts
+    from assay.curation.minhash import normalize_texts
 
     ids = notes["note_id"].to_list()
     texts = normalize_texts(notes["text"]).to_list()
@@ -116,7 +116,7 @@ def main() -> None:
         print(json.dumps(report))
         return
 
-    from curation.config import NearDedupeConfig
+    from assay.curation.config import NearDedupeConfig
 
     default = NearDedupeConfig()
     sizes = [args.n] + ([1_000_000] if args.scale else [])

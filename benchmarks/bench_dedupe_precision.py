@@ -244,7 +244,7 @@ _EMPTY = pl.DataFrame({"note_id_a": [], "note_id_b": []}, schema={"note_id_a": p
 
 def run(corpus: Corpus, cfg, embedder) -> tuple[Score, list[tuple[str, str]]]:
     from assay.records import notes_frame
-    from curation.dedupe import dedupe
+    from assay.curation.dedupe import dedupe
 
     df = notes_frame(corpus.notes.to_dicts())
     return score(corpus, dedupe(df, cfg, embedder=embedder))
@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=0, help="print this many wrongly dropped pairs per run")
     args = parser.parse_args()
 
-    from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
+    from assay.curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
 
     embedder = CachedEmbedder()
     sets = corpora()

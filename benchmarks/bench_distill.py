@@ -61,7 +61,7 @@ def main() -> None:
 
     import polars as pl
 
-    import training
+    from assay import training
     from assay.project import Project
     from assay.records import notes_frame
     from assay.store import DatasetStore

@@ -30,10 +30,10 @@ from benchmarks.record import Row, options, record  # noqa: E402
 
 
 def prompts(tokenizer, n: int) -> list[str]:
-    from curation.synth.tasks import Prompt, get_task
-    from evals.predict import student_messages
-    from evals.suite import Example, load_suite
-    from training.data import render_prompt
+    from assay.curation.synth.tasks import Prompt, get_task
+    from assay.evals.predict import student_messages
+    from assay.evals.suite import Example, load_suite
+    from assay.training.data import render_prompt
 
     suite = load_suite("summarize")
     instruction = get_task("summarize").student_instruction(Prompt())
@@ -58,7 +58,7 @@ def one_at_a_time(model, tokenizer, texts: list[str], max_new_tokens: int, stops
 
 
 def batched(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int) -> list[list[int]]:
-    from evals.generate import generate
+    from assay.evals.generate import generate
 
     return [g.ids for g in generate(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)]
 
@@ -89,7 +89,7 @@ def main() -> None:
     import torch
 
     from assay.models import load_causal_lm
-    from evals.generate import stop_ids
+    from assay.evals.generate import stop_ids
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_causal_lm("smollm2-135m-instruct", dtype=torch.float32)

@@ -150,15 +150,15 @@ def load_sets() -> tuple[dict[str, dict[str, list[dict]]], list[str]]:
 
 def messages(row: dict) -> list[dict]:
     """The prompt as training renders it (training.data: the instruction, a blank line, the note)."""
-    from training.data import TASK_INSTRUCTIONS
+    from assay.training.data import TASK_INSTRUCTIONS
 
     instruction = row.get("instruction") or TASK_INSTRUCTIONS[row["task"]]
     return [{"role": "user", "content": f"{instruction}\n\n{row['input']}"}]
 
 
 def answer(model, tokenizer, rows: list[dict], max_new_tokens: int) -> list[str]:
-    from evals.generate import generate
-    from training.data import render_prompt
+    from assay.evals.generate import generate
+    from assay.training.data import render_prompt
 
     prompts = [render_prompt(tokenizer, messages(r)) for r in rows]
     return [g.text for g in generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=8)]
@@ -169,11 +169,11 @@ def child_train(spec: dict) -> dict:
     import polars as pl
     import torch
 
-    import training
+    from assay import training
     from assay.project import Project
     from assay.records import notes_frame
     from assay.store import DatasetStore
-    from training.export.recipe import load_source
+    from assay.training.export.recipe import load_source
 
     torch.set_num_threads(spec["threads"])
     root = Path(spec["root"])
@@ -236,9 +236,9 @@ def base_predictions(set_name: str, test: list[dict], max_new_tokens: int, threa
 # ---------------------------------------------------------------- scores
 
 def summarize(preds: list[str], test: list[dict], base: list[str], lead: list[str]) -> dict:
-    from evals.compare import paired_bootstrap
-    from evals.metrics import Item, get_metric, repetition, words
-    from training import gatecheck
+    from assay.evals.compare import paired_bootstrap
+    from assay.evals.metrics import Item, get_metric, repetition, words
+    from assay.training import gatecheck
 
     def items(ps):
         return [Item(p, r["output"]) for p, r in zip(ps, test)]
@@ -284,8 +284,8 @@ def main() -> None:
         Path(out).write_text(json.dumps(result), encoding="utf-8")
         return
 
-    from curation.synth.teachers import lead
-    from evals.metrics import summary_length_problem, words
+    from assay.curation.synth.teachers import lead
+    from assay.evals.metrics import summary_length_problem, words
 
     sets, provenance = load_sets()
     print("data:")

@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "evals")]
 from fake_results import fake_results  # noqa: E402
 
 from benchmarks.record import Row, options, record  # noqa: E402
-from evals.report import write_report  # noqa: E402
+from assay.evals.report import write_report  # noqa: E402
 
 TARGETS = {"build_s": 5.0, "size_mb": 5.0, "open_ms": 1000.0, "filter_ms": 1000.0, "page_ms": 1000.0}
 # a click on a control, then a read of offsetHeight so the time includes the layout of the new rows

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from assay.records import conform  # noqa: E402
 from benchmarks.record import Row, options, record  # noqa: E402
 from assay.store import DatasetStore  # noqa: E402
-from curation.synth.run import CANDIDATE_SCHEMA  # noqa: E402
+from assay.curation.synth.run import CANDIDATE_SCHEMA  # noqa: E402
 
 TEACHERS = ["rule:lead", "local", "openai:gpt-4o-mini"]
 WORDS = ("garden tomatoes compost invoice meeting dentist train budget recipe lentils passport insurance "
@@ -109,9 +109,9 @@ def main() -> None:
 
 
 def run(home: Path, port: int, args) -> dict:
-    from curation.review.client import connect
-    from curation.review.pull import pull
-    from curation.review.push import PushOptions, push
+    from assay.curation.review.client import connect
+    from assay.curation.review.pull import pull
+    from assay.curation.review.push import PushOptions, push
 
     version = dataset(home, args.rows)
     client = connect()

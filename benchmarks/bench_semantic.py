@@ -48,8 +48,8 @@ def main() -> None:
     import torch
 
     from assay.models import load_embedder
-    from curation.config import SemanticDedupeConfig
-    from curation.dedupe import dedupe_semantic
+    from assay.curation.config import SemanticDedupeConfig
+    from assay.curation.dedupe import dedupe_semantic
 
     cfg = SemanticDedupeConfig()
     data = planted.planted_notes(args.n)

@@ -35,14 +35,14 @@ def start_fake(latency: float) -> tuple[subprocess.Popen, str]:
 
 
 def requests(n: int, tag: str):
-    from curation.synth import Request
+    from assay.curation.synth import Request
     return [Request([{"role": "system", "content": "Summarise the note in one line."},
                      {"role": "user", "content": f"{tag} note {i}: the meeting moved to Tuesday."}], max_tokens=64)
             for i in range(n)]
 
 
 async def timed_run(spec: str, reqs, limits) -> tuple[float, list]:
-    from curation.synth import get_teacher, open_state, run_requests
+    from assay.curation.synth import get_teacher, open_state, run_requests
     cache, ledger = open_state()
     teacher = get_teacher(spec)
     started = time.perf_counter()
@@ -60,7 +60,7 @@ def count_calls(url: str) -> int:
 
 
 def bench_remote(quick: bool) -> dict:
-    from curation.synth import Limits
+    from assay.curation.synth import Limits
     results = {}
     proc, url = start_fake(0.1)
     home = tempfile.TemporaryDirectory(prefix="assay-bench-synth-")
@@ -100,7 +100,7 @@ def bench_remote(quick: bool) -> dict:
 def bench_local(quick: bool) -> tuple[float, float, bool, int]:
     os.environ.setdefault("ASSAY_CACHE", str(ROOT / ".cache" / "assay"))
     from assay.models import is_cached
-    from curation.synth import Request, get_teacher
+    from assay.curation.synth import Request, get_teacher
     if not is_cached("smollm2-135m-instruct"):
         raise SystemExit("local: smollm2-135m-instruct not converted (assay models pull smollm2-135m-instruct)")
     topics = ["the garden", "a recipe for soup", "a trip to Lisbon", "tax paperwork", "a team meeting",

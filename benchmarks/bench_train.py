@@ -60,7 +60,7 @@ RECIPE_VARIANTS = {
 def run_recipe(args, variant: str) -> dict:
     import polars as pl
 
-    import training
+    from assay import training
     from assay.project import Project
     from assay.records import notes_frame
     from assay.store import DatasetStore
@@ -87,7 +87,7 @@ def run_plain(args) -> dict:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     from assay.models import load_causal_lm
-    from training.data import TASK_INSTRUCTIONS
+    from assay.training.data import TASK_INSTRUCTIONS
 
     model, tokenizer = load_causal_lm("smollm2-135m-instruct", dtype=torch.float32)
     rows = sample_rows(args.examples)

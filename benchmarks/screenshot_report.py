@@ -21,7 +21,7 @@ def screenshot(run: Path, out: Path, *, full: bool = False, width: int = 1280, h
 
     page_file = run / "index.html"
     if not page_file.exists():
-        from evals.report import write_report
+        from assay.evals.report import write_report
 
         write_report(json.loads((run / "results.json").read_text()), run)
     chromium = shutil.which("chromium")

@@ -12,8 +12,8 @@ from statistics import median
 
 import polars as pl
 
-from curation.config import BalanceConfig
-from curation.steps import StepResult, split_by_reason
+from assay.curation.config import BalanceConfig
+from assay.curation.steps import StepResult, split_by_reason
 
 NONE = "(none)"
 

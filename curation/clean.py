@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import polars as pl
 
-from curation.config import CleanConfig
-from curation.steps import StepResult, split_by_reason
+from assay.curation.config import CleanConfig
+from assay.curation.steps import StepResult, split_by_reason
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 # control characters (C0, DEL, C1) other than tab and newline: an ESC sequence in a note can clear or rewrite

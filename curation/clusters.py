@@ -12,8 +12,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from curation import minhash
-from curation.steps import StepResult, split_by_reason
+from assay.curation import minhash
+from assay.curation.steps import StepResult, split_by_reason
 
 CLUSTER_SCHEMA = {"cluster_id": pl.String, "note_id": pl.String, "kind": pl.String, "kept": pl.Boolean,
                   "kept_id": pl.String, "similarity": pl.Float64, "why": pl.String}

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from curation.synth.tasks import TASKS
+from assay.curation.synth.tasks import TASKS
 
 TRAINED_ON = ("train", "validation")  # the rows a student learns from and is chosen on
 

@@ -10,14 +10,14 @@ from typing import Callable, Protocol
 import polars as pl
 
 from assay.store import DatasetStore, Version
-from curation.balance import balance
-from curation.clean import clean
-from curation.config import CurateConfig
-from curation.contract import length_report
-from curation.dedupe import dedupe
-from curation.ingest import ingest
-from curation.splits import assign_splits, split_counts
-from curation.steps import StepResult
+from assay.curation.balance import balance
+from assay.curation.clean import clean
+from assay.curation.config import CurateConfig
+from assay.curation.contract import length_report
+from assay.curation.dedupe import dedupe
+from assay.curation.ingest import ingest
+from assay.curation.splits import assign_splits, split_counts
+from assay.curation.steps import StepResult
 
 
 class Tracker(Protocol):

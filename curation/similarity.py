@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from curation.config import SemanticDedupeConfig
+from assay.curation.config import SemanticDedupeConfig
 
 Progress = Callable[[int], None]
 

@@ -13,7 +13,7 @@ import hashlib
 
 import polars as pl
 
-from curation.config import SplitConfig
+from assay.curation.config import SplitConfig
 
 
 def assign_splits(df: pl.DataFrame, cfg: SplitConfig) -> pl.DataFrame:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from evals.metrics import Item, Metric
+from assay.evals.metrics import Item, Metric
 
 RESAMPLES = 2000
 SEED = 20261201

@@ -21,8 +21,8 @@ from typing import Any, Callable
 import yaml
 
 from assay.errors import ConfigError, ModelUnavailableError
-from evals.metrics import METRICS, Item, get_metric
-from evals.suite import Example, SuiteConfig
+from assay.evals.metrics import METRICS, Item, get_metric
+from assay.evals.suite import Example, SuiteConfig
 
 PREFIX = "harness:"  # how lm-eval's scores are named in results.json beside ours
 TASKS = ("summarize", "qa")  # free-text tasks: the reply is the value the metrics compare
@@ -65,7 +65,7 @@ def model_args(model) -> dict[str, str]:
     folder = Path(model)
     adapter, full = folder / "adapter", folder / "model"
     if (adapter / "adapter_config.json").is_file():
-        from training.export.recipe import base_model_of
+        from assay.training.export.recipe import base_model_of
 
         base = base_model_of(folder)
         args = {"pretrained": str(model_path(base)) if base in CATALOGUE else base, "peft": str(adapter)}
@@ -81,7 +81,7 @@ def model_args(model) -> dict[str, str]:
 
 def write_task(suite: SuiteConfig, examples: list[Example], instruction: str, folder: Path) -> str:
     """The task YAML and its JSONL data in `folder`; returns the task name."""
-    from evals.predict import student_messages
+    from assay.evals.predict import student_messages
 
     if suite.task not in TASKS:
         raise ConfigError(f"suite {suite.name}", [f"harness: lm-eval runs free-text tasks ({', '.join(TASKS)}); "
@@ -161,8 +161,8 @@ def run_harness(suite: SuiteConfig, model, examples: list[Example], *, instructi
     """lm-eval's scores of `model` (a version folder or a base model) on the suite's examples; the prompt's
     instruction defaults to the task's student instruction, the task folder to a temporary one."""
     if instruction is None:
-        from curation.synth.tasks import Prompt, get_task
-        from evals.predict import QA_INSTRUCTION
+        from assay.curation.synth.tasks import Prompt, get_task
+        from assay.evals.predict import QA_INSTRUCTION
 
         instruction = QA_INSTRUCTION if suite.task == "qa" else get_task(suite.task).student_instruction(Prompt())
     if folder is not None:
@@ -183,7 +183,7 @@ def add_to_results(results: dict, suite: SuiteConfig, contestants: list, example
                    *, project, progress: Callable[[str, int | None], Callable[[int], None]]) -> None:
     """lm-eval's scores as `harness:<metric>` rows of results.json: scores, missing, and the paired bootstrap
     against each baseline lm-eval also ran, over lm-eval's own generations."""
-    from evals import compare
+    from assay.evals import compare
 
     folder = project.reports / results["run_id"] / "harness"
     items: dict[str, list[Item]] = {}

@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from evals.compare import RESAMPLES, SEED
-from evals.suite import Example, SuiteConfig
+from assay.evals.compare import RESAMPLES, SEED
+from assay.evals.suite import Example, SuiteConfig
 
 TEMPLATE = "pairwise"
 _BARE = re.compile(r"^\W*(A|B|tie)\W*$", re.I)
@@ -35,7 +35,7 @@ def positions(ids: list[str], seed: int) -> dict[str, str]:
 
 def parse_winner(text: str | None) -> tuple[str | None, str | None]:
     """("A" | "B" | "tie", None) or (None, reason): {"winner": ...} JSON, or a bare A / B / tie."""
-    from curation.synth.replies import find_json, strip_reply
+    from assay.curation.synth.replies import find_json, strip_reply
 
     clean = strip_reply(text)
     if not clean:
@@ -73,12 +73,12 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
              *, instruction: str, baseline_key: str, project, progress: Callable[[int], None] | None = None
              ) -> tuple[dict, dict]:
     """(results["judge"], what it cost and sent: {"spend_usd", "calls", "cached", "egress"})."""
-    from curation.synth.pii import Guard
-    from curation.synth.bookkeeping import BudgetExceeded
-    from evals.predict import ask_teacher
-    from curation.synth.tasks import load_template
-    from curation.synth.contract import Request
-    from curation.synth.registry import get_teacher
+    from assay.curation.synth.pii import Guard
+    from assay.curation.synth.bookkeeping import BudgetExceeded
+    from assay.evals.predict import ask_teacher
+    from assay.curation.synth.tasks import load_template
+    from assay.curation.synth.contract import Request
+    from assay.curation.synth.registry import get_teacher
 
     spec, budget = suite.judge.teacher, suite.judge.budget_usd
     assert spec, "pairwise needs suite.judge.teacher"

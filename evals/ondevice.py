@@ -74,7 +74,7 @@ def measure_export(folder: Path, prompts: list[list[dict]], *, max_new_tokens: i
     with tempfile.TemporaryDirectory(prefix="assay-ondevice-") as tmp:
         prompts_file = Path(tmp) / "prompts.json"
         prompts_file.write_text(json.dumps(prompts, ensure_ascii=False), encoding="utf-8")
-        cmd = [sys.executable, "-m", "evals.ondevice", str(folder), str(prompts_file),
+        cmd = [sys.executable, "-m", "assay.evals.ondevice", str(folder), str(prompts_file),
                "--max-new-tokens", str(max_new_tokens)] + (["--threads", str(threads)] if threads else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
     if proc.returncode != 0:
@@ -103,7 +103,7 @@ def measure_model(model_folder: Path, prompts: list[list[dict]], *, max_new_toke
 
 def measure_candidate(candidate, suite, examples, instruction: str, *, progress=None) -> dict[str, dict]:
     """What `assay eval` calls: the suite's first `ondevice.prompts` student prompts on each export."""
-    from evals.predict import student_messages
+    from assay.evals.predict import student_messages
 
     prompts = [student_messages(suite, ex, instruction) for ex in examples[: suite.ondevice.prompts]]
     return measure_model(Path(candidate.path), prompts, max_new_tokens=suite.ondevice.max_new_tokens,
@@ -144,7 +144,7 @@ def run(folder: Path, prompts: list[list[dict]], max_new_tokens: int, threads: i
 
     if threads:
         torch.set_num_threads(threads)
-    from training.export import load_export
+    from assay.training.export import load_export
 
     runtime_mb = _rss_mb()  # Python, torch and the export code, before any weight is read
     started = time.perf_counter()

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from evals.suite import Example, SuiteConfig
+from assay.evals.suite import Example, SuiteConfig
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS eval_predictions (
@@ -104,7 +104,7 @@ def student_messages(suite: SuiteConfig, example: Example, instruction: str) -> 
 
 def parse(suite: SuiteConfig, text: str | None, labels=None) -> Prediction:
     """A reply as the metrics see it: plain text for summaries and answers, a parsed value for JSON tasks."""
-    from curation.synth.tasks import Prompt, get_task
+    from assay.curation.synth.tasks import Prompt, get_task
 
     if suite.task in ("summarize", "qa"):
         clean = (text or "").strip()
@@ -133,8 +133,8 @@ def predict_model(contestant: Contestant, suite: SuiteConfig, examples: list[Exa
     if progress and len(todo) < len(examples):
         progress(len(examples) - len(todo))
     if todo:
-        from evals.generate import completion_nll, generate
-        from training.data import render_ids, render_prompt
+        from assay.evals.generate import completion_nll, generate
+        from assay.training.data import render_ids, render_prompt
 
         tok = tokenizer()
         model = holder["model"]
@@ -170,7 +170,7 @@ def _load(contestant: Contestant):
     from assay.models import load_causal_lm
 
     if contestant.folder is not None:
-        from training.export.recipe import load_source
+        from assay.training.export.recipe import load_source
 
         source, _ = load_source(contestant.folder, keep_unmerged=False)
         return source.model.eval(), source.tokenizer
@@ -189,11 +189,11 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
 
     Returns the predictions and what it cost and sent: {"spend_usd", "calls", "cached", "egress"}.
     """
-    from curation.synth.pii import Guard
-    from curation.synth.tasks import Prompt, get_task
-    from curation.synth.contract import Request
-    from curation.synth.faults import ANSWERED
-    from curation.synth.registry import get_teacher
+    from assay.curation.synth.pii import Guard
+    from assay.curation.synth.tasks import Prompt, get_task
+    from assay.curation.synth.contract import Request
+    from assay.curation.synth.faults import ANSWERED
+    from assay.curation.synth.registry import get_teacher
 
     teacher = get_teacher(contestant.spec)
     guard = Guard(allow_cloud_pii=False)
@@ -235,8 +235,8 @@ def ask_teacher(teacher, requests: list, *, project, budget_usd: float | None = 
                 progress: Callable[[int], None] | None = None) -> list:
     """Replies to `requests` through the synthesis machinery: the project's cache and spend ledger, the
     provider's limits and retries, `budget_usd` (raises BudgetExceeded). Evals and the judge both ask here."""
-    from curation.synth.limits import Limits
-    from curation.synth.runner import open_state, run_requests
+    from assay.curation.synth.limits import Limits
+    from assay.curation.synth.runner import open_state, run_requests
 
     if not requests:
         return []

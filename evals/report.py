@@ -19,12 +19,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from assay import shipped
 from assay.errors import InputError
 from assay.redact import mask_urls_in
-from evals import report_charts as charts
-from evals.results import validate
+from assay.evals import report_charts as charts
+from assay.evals.results import validate
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = shipped.folder("evals") / "templates"
 PAGE_SIZE = 25
 _JSON_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 

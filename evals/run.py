@@ -22,15 +22,15 @@ from assay.errors import AssayError, ConfigError, InputError, NotFoundError
 from assay.project import Project
 from assay.redact import mask_urls, mask_urls_in
 from assay.store import DatasetStore
-from evals import compare, lineage
-from evals.gate import GateConfig, RunShape, evaluate_gate, preflight
-from evals.metrics import Item, get_metric
-from evals.ondevice import export_folders
-from evals.predict import (QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model,
+from assay.evals import compare, lineage
+from assay.evals.gate import GateConfig, RunShape, evaluate_gate, preflight
+from assay.evals.metrics import Item, get_metric
+from assay.evals.ondevice import export_folders
+from assay.evals.predict import (QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model,
                            predict_teacher)
-from evals.results import read as read_results
-from evals.results import MAX_RUN_ID, run_id_problem
-from evals.suite import Example, SuiteConfig, load_examples, training_instruction
+from assay.evals.results import read as read_results
+from assay.evals.results import MAX_RUN_ID, run_id_problem
+from assay.evals.suite import Example, SuiteConfig, load_examples, training_instruction
 
 Track = Callable[[str, int | None], Callable[[int], None]]
 
@@ -47,7 +47,7 @@ class EvalRun:
 
 def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = None, gate: GateConfig | None = None,
              project: Project | None = None, track: Track | None = None) -> EvalRun:
-    from training import registry
+    from assay.training import registry
 
     project = project or Project.current()
     track = track or (lambda _d, _t: (lambda _n=1: None))
@@ -116,11 +116,11 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
 
     measured = None
     if suite.ondevice.measure:  # latency, memory and size of each export of the candidate (evals/ondevice.py)
-        from evals.ondevice import measure_candidate
+        from assay.evals.ondevice import measure_candidate
         measured = measure_candidate(candidate, suite, examples, instruction, progress=track)
     judged = None
     if suite.judge.teacher:  # pairwise preference by a judge teacher, cached and budgeted (evals/judge.py)
-        from evals.judge import judge_run
+        from assay.evals.judge import judge_run
         judged, spend[f"judge:{suite.judge.teacher}"] = judge_run(suite, examples, contestants, predictions,
                                                                   instruction, project=project, progress=track)
 
@@ -157,7 +157,7 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
                         for c in contestants},
     }
     if suite.harness:  # lm-evaluation-harness on the same examples: `harness:<metric>` rows (evals/harness.py)
-        from evals.harness import add_to_results
+        from assay.evals.harness import add_to_results
         add_to_results(results, suite, contestants, examples, instruction, project=project, progress=track)
     results["trend"] = lineage.trend(project, candidate, suite, scores["candidate"].get(suite.headline),
                                      scores.get("previous", {}).get(suite.headline))
@@ -187,7 +187,7 @@ def _unanswered(predictions: list[Prediction]) -> dict:
 def save(project: Project, results: dict) -> Path:
     """results.json and index.html into reports/<run>/, each written to a temp file and renamed; teacher
     specs (contestant keys, the judge, the suite config) written with their URLs' credentials masked."""
-    from evals.report import write_report
+    from assay.evals.report import write_report
 
     folder = run_folder(project, results["run_id"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,7 +242,7 @@ def _is_file(path: Path) -> bool:
 # ---------------------------------------------------------------- who is compared
 
 def _contestants(project: Project, candidate, against: list[str]) -> tuple[list[Contestant], list[str]]:
-    from training import registry
+    from assay.training import registry
 
     found = [Contestant("candidate", candidate.ref, "candidate", f"{candidate.ref}@{candidate.created_at}",
                         folder=candidate.path)]
@@ -261,7 +261,7 @@ def _contestants(project: Project, candidate, against: list[str]) -> tuple[list[
         else:
             spec = name.removeprefix("teacher:")
             provider = spec.split(":", 1)[0]
-            from curation.synth.registry import PROVIDERS as TEACHERS
+            from assay.curation.synth.registry import PROVIDERS as TEACHERS
 
             if provider not in TEACHERS:
                 raise NotFoundError("baseline", name, ["previous", "base", *[f"{p}:<model>" for p in TEACHERS]])
@@ -296,7 +296,7 @@ def _version_or_none(store: DatasetStore, ref: str):
 
 
 def _task_instruction(suite: SuiteConfig, version) -> str:
-    from curation.synth.tasks import Prompt, get_task
+    from assay.curation.synth.tasks import Prompt, get_task
 
     return get_task(suite.task).student_instruction(Prompt(labels=_labels(suite, version)))
 
@@ -304,7 +304,7 @@ def _task_instruction(suite: SuiteConfig, version) -> str:
 def _labels(suite: SuiteConfig, version):
     if suite.task != "classify":
         return None
-    from curation.synth.tasks import Labels
+    from assay.curation.synth.tasks import Labels
 
     cats = sorted(c for c in version.data()["category"].unique().to_list() if c) if version is not None else []
     return Labels(tuple(cats), ("low", "medium", "high"), ("work", "personal"))
@@ -366,14 +366,14 @@ def _embed(texts: list[str], advance: Callable[[int], None]) -> dict[str, list[f
 def _details(suite: SuiteConfig, contestants: list[Contestant], items: dict[str, list[Item]]) -> dict:
     if suite.task != "classify":
         return {}
-    from evals.metrics import confusion, per_class
+    from assay.evals.metrics import confusion, per_class
 
     return {c.key: {"confusion": confusion(items[c.key]), "per_class": per_class(items[c.key])} for c in contestants}
 
 
 def _examples_json(suite: SuiteConfig, examples: list[Example], contestants: list[Contestant],
                    predictions: dict[str, list[Prediction]], items: dict[str, list[Item]], names: list[str]) -> list:
-    from evals.metrics import words
+    from assay.evals.metrics import words
 
     scored = [m for m in names if get_metric(m).corpus is None or m in ("field_f1", "field_precision", "field_recall")]
     rows = []

@@ -17,12 +17,12 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field, model_validator
 
+from assay import shipped
 from assay.config import Strict, load_config
 from assay.errors import ConfigError, InputError
-from evals.metrics import METRICS, as_json
+from assay.evals.metrics import METRICS, as_json
 
-SUITES = Path(__file__).resolve().parent / "suites"
-REPO = Path(__file__).resolve().parent.parent
+SUITES = shipped.folder("evals") / "suites"
 TASK_METRICS = {
     "summarize": ["rougeL", "rouge1", "rouge2", "embed_sim", "embed_sim_teacher", "length_ok", "words", "repetition",
                   "perplexity"],
@@ -158,9 +158,8 @@ class Example:
 
 
 def resolve_path(path: str) -> Path:
-    """A suite's file path: as given (cwd or absolute), else relative to the repository."""
-    p = Path(path).expanduser()
-    return p if p.exists() or p.is_absolute() else REPO / p
+    """A suite's file path: as given (cwd or absolute), else a shipped file of that name."""
+    return shipped.resolve(path)
 
 
 def load_examples(suite: SuiteConfig, *, store, dataset_ref: str | None = None) -> tuple[list[Example], str]:
@@ -207,8 +206,8 @@ def _gold_examples(suite: SuiteConfig, store, dataset_ref: str | None) -> tuple[
 
 def _notes_by_id(suite: SuiteConfig, store, dataset_ref: str | None) -> dict[str, dict]:
     if suite.data.notes:
-        from curation.config import IngestConfig
-        from curation.ingest import ingest
+        from assay.curation.config import IngestConfig
+        from assay.curation.ingest import ingest
 
         df = ingest(resolve_path(suite.data.notes), IngestConfig()).kept
     else:
@@ -253,7 +252,7 @@ def training_instruction(task: str, dataset_version) -> str | None:
         return None
     instruction = found.most_common(1)[0][0]
     if not instruction:  # export rows carry none; training gave them the task's default
-        from training.data import TASK_INSTRUCTIONS
+        from assay.training.data import TASK_INSTRUCTIONS
 
         instruction = TASK_INSTRUCTIONS.get(task)
     return instruction or None

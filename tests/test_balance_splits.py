@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 import polars as pl
 
 from assay.records import notes_frame
-from curation.balance import balance, coverage
-from curation.config import BalanceConfig, SplitConfig
-from curation.splits import assign_splits, split_counts
+from assay.curation.balance import balance, coverage
+from assay.curation.config import BalanceConfig, SplitConfig
+from assay.curation.splits import assign_splits, split_counts
 
 
 def _notes(counts: dict[str, int]) -> pl.DataFrame:

@@ -1,8 +1,8 @@
 import polars as pl
 
 from assay.records import notes_frame
-from curation.clean import clean, normalize, quality_reason, strip_html, word_count
-from curation.config import CleanConfig
+from assay.curation.clean import clean, normalize, quality_reason, strip_html, word_count
+from assay.curation.config import CleanConfig
 
 
 def test_normalize_unicode_whitespace_and_line_endings():

@@ -2,7 +2,7 @@ import pytest
 
 from assay.config import load_config
 from assay.errors import ConfigError
-from curation.config import CurateConfig
+from assay.curation.config import CurateConfig
 
 
 def test_yaml_and_overrides(tmp_path):

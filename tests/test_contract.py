@@ -42,7 +42,7 @@ def export_with_summaries(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def test_curate_counts_lists_and_keeps_references_that_break_the_length_contract(tmp_path, assay):
-    from evals.metrics import summary_length_problem
+    from assay.evals.metrics import summary_length_problem
 
     export, planted = export_with_summaries(tmp_path)
     done = assay("curate", str(export), "dedupe.semantic.enabled=false", "balance.enabled=false", home=tmp_path)
@@ -74,9 +74,9 @@ def test_summaries_from_an_export_are_asked_for_with_the_tasks_length_contract(t
     which states the length the gate checks, as synthetic rows do."""
     from assay.records import notes_frame
     from assay.store import DatasetStore
-    from curation.synth.tasks import get_task
-    from evals.suite import training_instruction
-    from training.data import to_examples
+    from assay.curation.synth.tasks import get_task
+    from assay.evals.suite import training_instruction
+    from assay.training.data import to_examples
 
     rows = [{"note_id": "n1", "text": "Bought milk and bread; the bakery closes at six on Sundays now.",
              "task": "summarize", "input": "Bought milk and bread; the bakery closes at six on Sundays now.",

@@ -17,9 +17,9 @@ import polars as pl
 import pytest
 
 from assay.records import notes_frame
-from curation import minhash
-from curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
-from curation.dedupe import CLUSTER_SCHEMA, cross_dedupe, dedupe, dedupe_exact, dedupe_near, dedupe_semantic
+from assay.curation import minhash
+from assay.curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
+from assay.curation.dedupe import CLUSTER_SCHEMA, cross_dedupe, dedupe, dedupe_exact, dedupe_near, dedupe_semantic
 
 
 def _load(name: str):

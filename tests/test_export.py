@@ -16,7 +16,7 @@ import pytest
 
 from assay.errors import ConfigError, NotFoundError
 from assay.project import Project
-from training.export import ExportError, ExportParityError, export_model, load_export
+from assay.training.export import ExportError, ExportParityError, export_model, load_export
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "smollm2-135m-instruct"
@@ -66,7 +66,7 @@ def train_adapter(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, assay_cache) -> Project:
-    from training import registry
+    from assay.training import registry
 
     project = Project(tmp_path_factory.mktemp("export-proj"))
 
@@ -148,7 +148,7 @@ def test_converter_unpacks_only_its_files(tmp_path, monkeypatch):
     import io
     import tarfile
 
-    from training.export.gguf import SDIST_ENV, ConverterError, converter_dir
+    from assay.training.export.gguf import SDIST_ENV, ConverterError, converter_dir
 
     sdist = tmp_path / "llama_cpp_python-9.9.9.tar.gz"
     with tarfile.open(sdist, "w:gz") as tar:

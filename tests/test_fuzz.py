@@ -20,13 +20,13 @@ from assay.config import load_config
 from assay.errors import AssayError, ConfigError
 from assay.project import Project
 from assay.runner import load_pipeline
-from curation.clean import clean
-from curation.config import CleanConfig, CurateConfig, IngestConfig
-from curation.ingest import ingest
-from evals.gate import load_gate
-from evals.report import compare_html, write_report
-from evals.run import load_results
-from evals.suite import load_suite
+from assay.curation.clean import clean
+from assay.curation.config import CleanConfig, CurateConfig, IngestConfig
+from assay.curation.ingest import ingest
+from assay.evals.gate import load_gate
+from assay.evals.report import compare_html, write_report
+from assay.evals.run import load_results
+from assay.evals.suite import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "evals"))

@@ -33,7 +33,7 @@ WORDY = [f"{r} This is noted for later. More may follow soon." for r in REFERENC
 
 
 def test_the_default_gate_is_checked_on_validation_where_it_can_be_and_says_what_it_cannot():
-    from training import gatecheck
+    from assay.training import gatecheck
 
     gate = gatecheck.load("evals/gates/default.yaml")  # shipped, found from any working folder
     assert Path(gate.path) == REPO / "evals" / "gates" / "default.yaml"
@@ -44,7 +44,7 @@ def test_the_default_gate_is_checked_on_validation_where_it_can_be_and_says_what
 
 
 def test_rules_mean_what_they_mean_in_assay_eval(tmp_path):
-    from training import gatecheck
+    from assay.training import gatecheck
 
     gate = gatecheck.load("evals/gates/default.yaml")
     wordy = {c.rule: c for c in gate.check(WORDY, BASE, REFERENCES)}
@@ -77,7 +77,7 @@ def test_rules_mean_what_they_mean_in_assay_eval(tmp_path):
 
 
 def test_a_checkpoint_passing_more_rules_outranks_a_better_rouge():
-    from training import gatecheck
+    from assay.training import gatecheck
 
     gate = gatecheck.load("evals/gates/default.yaml")
     wordy, exact = gate.check(WORDY, BASE, REFERENCES), gate.check(REFERENCES, BASE, REFERENCES)
@@ -91,7 +91,7 @@ def test_a_checkpoint_passing_more_rules_outranks_a_better_rouge():
 
 
 def test_a_gate_needs_generated_answers_and_an_existing_file(tmp_path, assay_cache):
-    import training
+    from assay import training
     from assay.project import Project
 
     write_notes(tmp_path)
@@ -113,10 +113,10 @@ def test_the_kept_checkpoint_is_the_gates_choice_not_the_best_rouge(tmp_path, as
     """Two runs of the same tiny recipe (deterministic): the first keeps its best-ROUGE step; a gate whose
     rule that step fails makes the second (`assay train` as a user runs it) keep the other one, and the
     terminal, card and metrics say which rules pass; library output stays in the run log."""
-    import training
+    from assay import training
     from assay.project import Project
-    from training import registry
-    from training.common import read_log
+    from assay.training import registry
+    from assay.training.common import read_log
 
     write_notes(tmp_path)
     project = Project(tmp_path)

@@ -9,9 +9,9 @@ import pytest
 
 from assay.errors import ConfigError, InputError
 from assay.records import NOTE_SCHEMA
-from curation.config import IngestConfig
-from curation.ingest import REASONS, ingest
-from curation.ingest._rows import parse_date
+from assay.curation.config import IngestConfig
+from assay.curation.ingest import REASONS, ingest
+from assay.curation.ingest._rows import parse_date
 
 EXPORTS = Path(__file__).parent / "data" / "exports"
 UTC = timezone.utc

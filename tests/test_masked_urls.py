@@ -109,7 +109,7 @@ def test_the_report_masks_credentials_in_results_written_before_they_were_masked
     """The HTML writer masks on its own: a results.json from an older assay, or edited by hand, still holds them."""
     from fake_results import fake_results
 
-    from evals.report import compare_html, write_report
+    from assay.evals.report import compare_html, write_report
 
     url = f"http://alice:{PASSWORD}@inference.example.com/v1?api_key={API_KEY}&token={TOKEN}"
     text = json.dumps(fake_results(8, 5, hostile=f" see {url} ")).replace("teacher:local", f"openai-compatible:m@{url}")

@@ -10,8 +10,8 @@ from rich.console import Console
 from assay.config import load_config
 from assay.display import show_version
 from assay.store import DatasetStore
-from curation.config import CurateConfig
-from curation.pipeline import curate
+from assay.curation.config import CurateConfig
+from assay.curation.pipeline import curate
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 PLANTED = json.loads((SAMPLE / "planted.json").read_text())

@@ -26,7 +26,7 @@ from test_training import TINY, write_notes  # noqa: E402  (the same tiny runs a
 
 
 def test_the_verdict_says_plainly_when_the_student_is_worse():
-    from training.versus import compare
+    from assay.training.versus import compare
 
     references = ["The team moved the launch to May after the audit found two blocking bugs.",
                   "Lentil dal for four in 35 minutes; it freezes well without the spinach.",
@@ -45,7 +45,7 @@ def test_the_verdict_says_plainly_when_the_student_is_worse():
 
 
 def test_batch_size_auto_refuses_an_explicit_accumulation(tmp_path, assay_cache):
-    import training
+    from assay import training
     from assay.project import Project
 
     write_notes(tmp_path)
@@ -96,7 +96,7 @@ def _train_in_child(tmp_path: Path, overrides: list[str]) -> dict:
 
 @pytest.mark.slow
 def test_batch_size_auto_fits_the_budget_and_the_run_stays_under_it(tmp_path, assay_cache):
-    from training.memory import RESERVE_BYTES
+    from assay.training.memory import RESERVE_BYTES
 
     write_notes(tmp_path)
     shared = ["data.max_seq_length=512", "data.min_train_examples=4", "train.max_steps=2", "train.rows_per_step=4",

@@ -72,8 +72,7 @@ def tokenizer(assay_cache):
 # ---------------------------------------------------------------- configs (no model)
 
 def test_every_config_says_how_to_run_it_and_validates(project):
-    import training
-
+    from assay import training
     found = sorted(CONFIGS.glob("*.yaml"))
     assert len(found) >= 3
     for path in found:
@@ -83,8 +82,7 @@ def test_every_config_says_how_to_run_it_and_validates(project):
 
 
 def test_config_reports_every_field_problem_at_once(project):
-    import training
-
+    from assay import training
     with pytest.raises(ConfigError) as info:
         training.load(SFT_YAML, ["lora.rank=0", "train.batch_size=many", "lora.colour=red"], project=project)
     text = str(info.value)
@@ -95,8 +93,7 @@ def test_config_reports_every_field_problem_at_once(project):
 def test_config_reports_cross_field_machine_and_data_problems_at_once(project, monkeypatch):
     import torch
 
-    import training
-
+    from assay import training
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     overrides = ["eval.every_steps=30", "data.dataset=nots", "model.base=someorg/not-cached-7b"]
     if not torch.cuda.is_available():
@@ -112,8 +109,7 @@ def test_config_reports_cross_field_machine_and_data_problems_at_once(project, m
 
 
 def test_distill_config_rules(project):
-    import training
-
+    from assay import training
     with pytest.raises(ConfigError) as info:
         training.load(DISTILL_YAML, ["lora.enabled=true", "teacher.cache_top_k=8"], project=project)
     assert "set lora.enabled: false" in str(info.value)
@@ -125,7 +121,7 @@ def test_distill_config_rules(project):
 # ---------------------------------------------------------------- data: template, labels, truncation
 
 def test_examples_use_the_chat_template_and_label_only_the_completion(tokenizer):
-    from training.data import IGNORE, encode, to_examples
+    from assay.training.data import IGNORE, encode, to_examples
 
     rows = summary_rows()[:3]
     examples, dropped = to_examples(notes_frame(rows))
@@ -144,7 +140,7 @@ def test_examples_use_the_chat_template_and_label_only_the_completion(tokenizer)
 
 
 def test_every_example_fits_max_seq_length_and_cuts_are_counted(tokenizer):
-    from training.data import IGNORE, encode, to_examples
+    from assay.training.data import IGNORE, encode, to_examples
 
     rows = summary_rows()[:4]
     rows[0] = {**rows[0], "input": " ".join([rows[0]["input"]] * 40)}  # ~6,000 tokens, the 17.8 GB case
@@ -164,7 +160,7 @@ def test_every_example_fits_max_seq_length_and_cuts_are_counted(tokenizer):
 
 
 def test_chat_message_rows_train_on_the_last_assistant_turn(tokenizer):
-    from training.data import encode, to_examples
+    from assay.training.data import encode, to_examples
 
     messages = [{"role": "user", "content": "Title for: allotment plan, beans and leeks"},
                 {"role": "assistant", "content": "Allotment plan"}]
@@ -179,8 +175,8 @@ def test_chat_message_rows_train_on_the_last_assistant_turn(tokenizer):
 
 
 def test_tiny_dataset_is_refused_with_counts_before_any_model_loads(tmp_path, assay_cache):
-    from training.config import SFTRunConfig
-    from training.sft import train
+    from assay.training.config import SFTRunConfig
+    from assay.training.sft import train
 
     rows = summary_rows()[:5] + [{"note_id": "x1", "task": "summarize", "input": "text"}]
     write_notes(tmp_path, rows)
@@ -193,15 +189,15 @@ def test_tiny_dataset_is_refused_with_counts_before_any_model_loads(tmp_path, as
 
 
 def test_sequence_distillation_needs_teacher_outputs(project):
-    import training
-    from training.common import TrainingError
+    from assay import training
+    from assay.training.common import TrainingError
 
     with pytest.raises(TrainingError, match="none of the 28 train rows of notes@v1 names a teacher"):
         training.run(CONFIGS / "distill-sequence.yaml", project=project)
 
 
 def test_card_names_the_teachers_found_in_the_data():
-    from training.runs import _card, teachers_of
+    from assay.training.runs import _card, teachers_of
 
     df = notes_frame([{"note_id": "a", "teacher": "openai:gpt-4o-mini"}, {"note_id": "b"},
                       {"note_id": "c", "teacher": "local:smollm2-135m-instruct"},
@@ -220,8 +216,8 @@ def test_card_names_the_teachers_found_in_the_data():
 # ---------------------------------------------------------------- metrics, errors, registry (no model)
 
 def test_out_of_memory_names_the_knobs():
-    from training.common import is_oom, oom_error
-    from training.config import SFTRunConfig
+    from assay.training.common import is_oom, oom_error
+    from assay.training.config import SFTRunConfig
 
     cfg = SFTRunConfig.model_validate({"data": {"dataset": "notes", "max_seq_length": 1024}})
     exc = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
@@ -232,7 +228,7 @@ def test_out_of_memory_names_the_knobs():
 
 
 def test_semantic_versions():
-    from training.registry import ModelVersion, next_version
+    from assay.training.registry import ModelVersion, next_version
 
     assert next_version(None, base_model="b", architecture="a", dataset="d@v1", dataset_hash="h") == "v1.0.0"
     parent = ModelVersion("m", "v1.2.3", Path("."), None, "sft", "b", "a", "d@v1", "h", [], {}, 0, "cpu", 0, "")
@@ -244,7 +240,7 @@ def test_semantic_versions():
 
 
 def test_registry_writes_atomically_and_lists(tmp_path):
-    from training.registry import list_models, register
+    from assay.training.registry import list_models, register
 
     project = Project(tmp_path)
     common = dict(recipe="sft", base_model="b", architecture="a", dataset="d@v1", dataset_hash="h",
@@ -274,7 +270,7 @@ def test_registry_writes_atomically_and_lists(tmp_path):
 def test_kd_loss_terms():
     import torch
 
-    from training.distill import kd_loss
+    from assay.training.distill import kd_loss
 
     torch.manual_seed(0)
     full = torch.randn(2, 5, 11, requires_grad=True)
@@ -300,9 +296,9 @@ def test_completion_head_gives_the_models_own_loss_and_gradients(assay_cache):
     from peft import get_peft_model
 
     from assay.models import load_causal_lm
-    from training.common import lora_config
-    from training.config import LoraSection
-    from training.head import add_completion_head, inner_model
+    from assay.training.common import lora_config
+    from assay.training.config import LoraSection
+    from assay.training.head import add_completion_head, inner_model
 
     model, _ = load_causal_lm("smollm2-135m-instruct", dtype=torch.float32)
     model = get_peft_model(model, lora_config(LoraSection(rank=4, dropout=0.0)))
@@ -342,8 +338,7 @@ def test_completion_head_gives_the_models_own_loss_and_gradients(assay_cache):
 
 @pytest.fixture(scope="module")
 def sft_version(project):
-    import training
-
+    from assay import training
     started = time.perf_counter()
     version = training.run(SFT_YAML, TINY, project=project)
     print(f"\ntiny SFT run: {time.perf_counter() - started:.1f}s, metrics {version.metrics}")
@@ -352,8 +347,8 @@ def sft_version(project):
 
 @pytest.mark.slow
 def test_sft_run_writes_a_complete_registered_version(project, sft_version):
-    from training.common import read_log
-    from training.registry import list_models
+    from assay.training.common import read_log
+    from assay.training.registry import list_models
 
     path = sft_version.path
     assert path == project.models / "tiny" / "v1.0.0" and sft_version.parent is None
@@ -384,8 +379,8 @@ def test_packed_rows_do_not_attend_across_examples(tokenizer, assay_cache):
     import torch
 
     from assay.models import load_causal_lm
-    from training.collate import RowCollator, pack_rows
-    from training.data import encode, to_examples
+    from assay.training.collate import RowCollator, pack_rows
+    from assay.training.data import encode, to_examples
 
     from datasets import Dataset
 
@@ -414,7 +409,7 @@ def test_adapter_loads_and_generates(sft_version):
     from peft import PeftModel
 
     from assay.models import load_causal_lm
-    from evals.generate import generate
+    from assay.evals.generate import generate
 
     base, tokenizer = load_causal_lm("smollm2-135m-instruct")
     model = PeftModel.from_pretrained(base, sft_version.path / "adapter")
@@ -426,8 +421,8 @@ def test_adapter_loads_and_generates(sft_version):
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_the_same_loss_curve(tmp_path, sft_version, assay_cache):
     """Kill a run right after its step-2 checkpoint, resume it: steps 1-4 logged once, losses as uninterrupted."""
-    import training
-    from training.common import read_log
+    from assay import training
+    from assay.training.common import read_log
 
     write_notes(tmp_path)  # same rows, so same content hash and data order as the uninterrupted run
     kill_after_checkpoint(tmp_path, SFT_YAML, TINY, "tiny", step=2)
@@ -471,10 +466,10 @@ COMPRESS = ["data.max_seq_length=96", "data.packing=false", "data.limit=4", "dat
 @pytest.mark.slow
 def test_compressed_student_distils_from_its_teacher(project):
     """Half the layers of SmolLM2, every weight trained on KD loss, with the teacher's top-k cached."""
-    import training
+    from assay import training
     from transformers import AutoConfig
 
-    from training.common import read_log
+    from assay.training.common import read_log
 
     version = training.run(DISTILL_YAML, COMPRESS, project=project)
     config = AutoConfig.from_pretrained(version.path / "model")
@@ -495,7 +490,7 @@ def test_two_process_run_writes_once_and_repeats_exactly(tmp_path, assay_cache):
     """torchrun with 2 CPU processes (gloo): one registered version, one log, same losses when run again."""
     import socket
 
-    from training.common import read_log
+    from assay.training.common import read_log
 
     write_notes(tmp_path)
     env = {**os.environ, "ASSAY_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
@@ -512,8 +507,7 @@ def test_two_process_run_writes_once_and_repeats_exactly(tmp_path, assay_cache):
     assert first.returncode == 0, first.stderr[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
     assert first.stdout.count("registered dist@") == 1  # the main process reports; the other is silent
-    import training
-
+    from assay import training
     registered = training.list_models(Project(tmp_path))
     assert sorted(m["version"] for m in registered) == ["v1.0.0", "v1.0.1"]  # one row per run, not per process
     curves = []
@@ -532,8 +526,8 @@ def test_two_process_run_writes_once_and_repeats_exactly(tmp_path, assay_cache):
 @pytest.mark.slow
 def test_teacher_cache_survives_a_kill(tmp_path, assay_cache):
     """Killed after the epoch-1 checkpoint, the resumed run answers epoch 2 from the saved top-k cache."""
-    import training
-    from training.common import read_log
+    from assay import training
+    from assay.training.common import read_log
 
     write_notes(tmp_path)
     overrides = [o for o in COMPRESS if not o.startswith(("train.save_steps", "eval.every_steps"))] + [
@@ -553,9 +547,9 @@ def test_lora_student_distils_from_a_fine_tuned_merged_teacher(project):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    import training
+    from assay import training
     from assay.models import load_causal_lm
-    from training.common import read_log
+    from assay.training.common import read_log
 
     teacher = training.run(SFT_YAML, TINY[:-1] + ["train.max_steps=2", "output.save_merged=true",
                                                   "output.name=tiny-teacher"], project=project)

@@ -14,8 +14,8 @@ import yaml
 from assay.config import load_config
 from assay.errors import ConfigError, NotFoundError
 from assay.project import Project
-from training.config import RECIPES, DistillRunConfig, SFTRunConfig
-from training.registry import ModelVersion, list_models
+from assay.training.config import RECIPES, DistillRunConfig, SFTRunConfig
+from assay.training.registry import ModelVersion, list_models
 
 __all__ = ["load", "run", "list_models", "ModelVersion", "SFTRunConfig", "DistillRunConfig"]
 
@@ -24,25 +24,10 @@ def load(config_path: str | Path | None, overrides: list[str] | None = None, *,
          project: Project | None = None) -> SFTRunConfig | DistillRunConfig:
     """The typed config of a training YAML, or ConfigError listing every problem (nothing is loaded yet)."""
     from assay.store import DatasetStore
-    from training.common import environment_problems
 
     overrides = list(overrides or [])
     source = str(config_path) if config_path else "defaults"
-    recipe = _recipe_name(config_path, overrides)
-    if recipe not in RECIPES:
-        raise ConfigError(source, [f"recipe: unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}"])
-    cfg = load_config(RECIPES[recipe], config_path, overrides)
-    problems = cfg.problems() + environment_problems(cfg.model)
-    problems += _model_problems("model.base", cfg.model.base)
-    if isinstance(cfg, DistillRunConfig) and cfg.teacher.model:
-        problems += _model_problems("teacher.model", cfg.teacher.model)
-    if cfg.eval.gate:
-        from training.gatecheck import load as load_gate
-
-        try:
-            load_gate(cfg.eval.gate)
-        except ConfigError as exc:
-            problems += [f"eval.gate: {exc}"]
+    cfg, problems = checked(config_path, overrides)
     try:
         DatasetStore((project or Project.current()).datasets).get(cfg.data.dataset)
     except NotFoundError as exc:
@@ -52,15 +37,39 @@ def load(config_path: str | Path | None, overrides: list[str] | None = None, *,
     return cfg
 
 
+def checked(config_path: str | Path | None, overrides: list[str]) -> tuple[SFTRunConfig | DistillRunConfig, list[str]]:
+    """The typed config and its problems that do not depend on the data (ConfigError when it does not parse):
+    what `assay run` checks for every stage before the first one starts."""
+    from assay.training.common import environment_problems
+
+    recipe = _recipe_name(config_path, overrides)
+    if recipe not in RECIPES:
+        raise ConfigError(str(config_path) if config_path else "defaults",
+                          [f"recipe: unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}"])
+    cfg = load_config(RECIPES[recipe], config_path, overrides)
+    problems = cfg.problems() + environment_problems(cfg.model)
+    problems += _model_problems("model.base", cfg.model.base)
+    if isinstance(cfg, DistillRunConfig) and cfg.teacher.model:
+        problems += _model_problems("teacher.model", cfg.teacher.model)
+    if cfg.eval.gate:
+        from assay.training.gatecheck import load as load_gate
+
+        try:
+            load_gate(cfg.eval.gate)
+        except ConfigError as exc:
+            problems += [f"eval.gate: {exc}"]
+    return cfg, problems
+
+
 def run(config_path: str | Path | None, overrides: list[str] | None = None, resume: bool = False, *,
         project: Project | None = None) -> ModelVersion:
     """Validate, train, register; returns the new model version (name, version, path, metrics, ...)."""
     cfg = load(config_path, overrides, project=project)
     if isinstance(cfg, DistillRunConfig):
-        from training.distill import train as distill
+        from assay.training.distill import train as distill
 
         return distill(cfg, project=project, resume=resume)
-    from training.sft import train as sft
+    from assay.training.sft import train as sft
 
     return sft(cfg, project=project, resume=resume)
 

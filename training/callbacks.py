@@ -9,11 +9,11 @@ from pathlib import Path
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
-from evals.generate import generate
-from evals.metrics import rouge_l
-from training.data import Example, render_prompt
-from training.gatecheck import ValidationGate, headline_of, rank
-from training.memory import release
+from assay.evals.generate import generate
+from assay.evals.metrics import rouge_l
+from assay.training.data import Example, render_prompt
+from assay.training.gatecheck import ValidationGate, headline_of, rank
+from assay.training.memory import release
 
 
 class JsonlLog(TrainerCallback):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from training.data import IGNORE
+from assay.training.data import IGNORE
 
 
 def pack_rows(dataset, max_seq_length: int):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError, ModelUnavailableError
-from training.config import LoraSection, ModelSection, TrainSection
+from assay.training.config import LoraSection, ModelSection, TrainSection
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "polars")
 

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 
 from assay.project import Project
 from assay.store import DatasetStore
-from training import sft
-from training.common import TrainingError, load_base
-from training.config import DistillRunConfig, ModelSection
-from training.data import IGNORE, load_splits
-from training.head import CompletionOutput, RecipeTrainer, add_completion_head, supports_completion_head
-from training.registry import ModelVersion
+from assay.training import sft
+from assay.training.common import TrainingError, load_base
+from assay.training.config import DistillRunConfig, ModelSection
+from assay.training.data import IGNORE, load_splits
+from assay.training.head import CompletionOutput, RecipeTrainer, add_completion_head, supports_completion_head
+from assay.training.registry import ModelVersion
 
 
 def train(cfg: DistillRunConfig, *, project: Project | None = None, resume: bool = False) -> ModelVersion:

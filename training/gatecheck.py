@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from assay import shipped
 from assay.errors import ConfigError
-from evals.compare import paired_bootstrap
-from evals.gate import ONDEVICE, Rule, load_gate
-from evals.metrics import METRICS, Item, get_metric
+from assay.evals.compare import paired_bootstrap
+from assay.evals.gate import ONDEVICE, Rule, load_gate
+from assay.evals.metrics import METRICS, Item, get_metric
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # where the shipped evals/gates/*.yaml are
 # rank = RANK_STEP x rules passed + headline (in [0, 1)): any checkpoint passing more rules ranks higher
 RANK_STEP = 10.0
 
@@ -53,10 +53,7 @@ class ValidationGate:
 
 def resolve(path: str) -> Path:
     """A gate file as given (absolute or from the working folder), else a shipped one (evals/gates/...)."""
-    given = Path(path).expanduser()
-    if given.is_absolute() or given.exists():
-        return given.resolve()
-    return PACKAGE_ROOT / path
+    return shipped.resolve(path)
 
 
 def load(path: str) -> ValidationGate:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
-from training.data import IGNORE
+from assay.training.data import IGNORE
 
 # output scalings the head would have to re-apply; models with any of them keep TRL's path
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier",

@@ -19,8 +19,8 @@ import yaml
 
 from assay.project import Project
 from assay.store import Version
-from training import registry
-from training.common import (cut_log, from_main_process, is_main_process, library_versions, read_log,
+from assay.training import registry
+from assay.training.common import (cut_log, from_main_process, is_main_process, library_versions, read_log,
                              wait_for_everyone)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 from assay.project import Project
 from assay.store import DatasetStore
-from training import gatecheck, runs
-from training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
+from assay.training import gatecheck, runs
+from assay.training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
                              oom_error, read_log, trainer_args, wait_for_everyone)
-from training.config import DistillRunConfig, SFTRunConfig
-from training.data import encode, load_splits, refuse_small, to_examples
-from training.memory import plan_batch, plan_steps
-from training.registry import ModelVersion
-from training.versus import from_log
+from assay.training.config import DistillRunConfig, SFTRunConfig
+from assay.training.data import encode, load_splits, refuse_small, to_examples
+from assay.training.memory import plan_batch, plan_steps
+from assay.training.registry import ModelVersion
+from assay.training.versus import from_log
 
 
 def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = None, resume: bool = False,
@@ -39,9 +39,9 @@ def train(cfg: SFTRunConfig | DistillRunConfig, *, project: Project | None = Non
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, set_seed
 
-    from training.callbacks import make_callbacks
-    from training.collate import RowCollator, pack_rows
-    from training.head import RecipeTrainer
+    from assay.training.callbacks import make_callbacks
+    from assay.training.collate import RowCollator, pack_rows
+    from assay.training.head import RecipeTrainer
 
     project = project or Project.current()
     set_seed(cfg.train.seed)

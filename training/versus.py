@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evals.compare import paired_bootstrap
-from evals.metrics import Item, get_metric
+from assay.evals.compare import paired_bootstrap
+from assay.evals.metrics import Item, get_metric
 
 WORDS = {"better": "better than", "worse": "worse than", "unclear": "not distinguishable from"}
 

@@ -19,15 +19,15 @@ import polars as pl
 
 from assay.errors import ConfigError, InputError
 from assay.records import dumps_metadata, notes_frame
-from curation.config import IngestConfig
-from curation.ingest._io import Bad, Item, Source, file_kind, readable
-from curation.ingest._rows import ALIASES, guess_id, to_row
-from curation.ingest.csv_table import read_csv
-from curation.ingest.enex import read_enex
-from curation.ingest.json_array import read_json
-from curation.ingest.json_lines import read_jsonl
-from curation.ingest.markdown import read_markdown
-from curation.steps import StepResult
+from assay.curation.config import IngestConfig
+from assay.curation.ingest._io import Bad, Item, Source, file_kind, readable
+from assay.curation.ingest._rows import ALIASES, guess_id, to_row
+from assay.curation.ingest.csv_table import read_csv
+from assay.curation.ingest.enex import read_enex
+from assay.curation.ingest.json_array import read_json
+from assay.curation.ingest.json_lines import read_jsonl
+from assay.curation.ingest.markdown import read_markdown
+from assay.curation.steps import StepResult
 
 __all__ = ["ingest", "EXTENSIONS", "REASONS"]
 

@@ -7,7 +7,7 @@ import itertools
 from typing import Iterator
 
 from assay.errors import InputError
-from curation.ingest._io import Bad, Item, Source, lines, readable, utf8_bad
+from assay.curation.ingest._io import Bad, Item, Source, lines, readable, utf8_bad
 
 _DELIMITERS = ",;\t"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyexpat import ExpatError, ParserCreate, errors
 from typing import Iterator
 
-from curation.ingest._io import BOM, CHUNK, Bad, Item, Source, readable, utf8_bad
+from assay.curation.ingest._io import BOM, CHUNK, Bad, Item, Source, readable, utf8_bad
 
 _FIELDS = {"title", "content", "created", "updated", "tag"}
 _LINE_BYTES = 64 * 1024  # how much of a broken line is read back to show it

@@ -6,7 +6,7 @@ import json
 from typing import Iterator
 
 from assay.errors import beyond_python
-from curation.ingest._io import Bad, Item, Source, json_kind, lines, readable, utf8_bad
+from assay.curation.ingest._io import Bad, Item, Source, json_kind, lines, readable, utf8_bad
 
 
 def read_jsonl(src: Source, rel: str | None = None) -> Iterator[Item]:

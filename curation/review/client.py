@@ -12,7 +12,7 @@ import logging
 import warnings
 
 from assay.redact import mask_url, mask_urls
-from curation.review.server import ReviewServerError, connection
+from assay.curation.review.server import ReviewServerError, connection
 
 
 def shown_url(client_or_url) -> str:

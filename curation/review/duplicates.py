@@ -30,8 +30,8 @@ def pair_id(a: str, b: str) -> str:
 def push_duplicates(version: Version, client, workspace: str, min_submitted: int) -> dict:
     import argilla as rg
 
-    from curation.review.push import ensure_dataset, log_records
-    from curation.review.safe import field_text
+    from assay.curation.review.push import ensure_dataset, log_records
+    from assay.curation.review.safe import field_text
 
     pairs = version.table("possible_duplicates")
     if pairs is None:
@@ -80,7 +80,7 @@ def resolve(votes: Counter, a: str, b: str) -> tuple[str, str | None]:
 
 def pull_duplicates(store: DatasetStore, ref: str, client, project) -> dict:
     """Submitted "same note?" answers of `ref`'s duplicates dataset into the project state; returns counts."""
-    from curation.review.pull import _remote, _responses, _usernames
+    from assay.curation.review.pull import _remote, _responses, _usernames
 
     version = store.get(ref)
     pairs = version.table("possible_duplicates")

@@ -28,11 +28,11 @@ from pathlib import Path
 from assay.errors import AssayError, InputError
 from assay.project import Project
 from assay.redact import mask_urls_in
-from curation.review.client import shown_url
-from curation.review.push import ensure_dataset, log_records
-from curation.review.safe import field_text
-from evals.judge import positions, win_rate_ci
-from evals.run import load_results
+from assay.curation.review.client import shown_url
+from assay.curation.review.push import ensure_dataset, log_records
+from assay.curation.review.safe import field_text
+from assay.evals.judge import positions, win_rate_ci
+from assay.evals.run import load_results
 
 LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie: about as good"}
 SCORE = {"candidate": 1.0, "tie": 0.5, "baseline": 0.0}
@@ -138,9 +138,9 @@ def _mapping(project: Project, name: str, run_id: str, cand: str, against: str, 
 
 def pull_eval(project: Project, run: str, client, *, against: str = "base") -> dict:
     """Submitted preferences into results["human"] of the run, and its report rebuilt; returns that section."""
-    from evals.report import write_report
+    from assay.evals.report import write_report
 
-    from curation.review.pull import _remote, _responses, _usernames
+    from assay.curation.review.pull import _remote, _responses, _usernames
 
     results, folder = load_results(project, run)
     against = _baseline(results, against, folder)

@@ -18,8 +18,8 @@ import polars as pl
 
 from assay.errors import AssayError
 from assay.store import DatasetRef, DatasetStore, Version, content_hash
-from curation.review.agreement import TEXT_RULES, krippendorff_alpha, majority, resolve_text
-from curation.review.push import CLASSIFY_KEYS, dataset_name, record_id
+from assay.curation.review.agreement import TEXT_RULES, krippendorff_alpha, majority, resolve_text
+from assay.curation.review.push import CLASSIFY_KEYS, dataset_name, record_id
 
 ANSWER_SCHEMA = {"record_id": pl.String, "note_id": pl.String, "user": pl.String, "status": pl.String,
                  "question": pl.String, "value": pl.String}

@@ -17,8 +17,8 @@ import polars as pl
 
 from assay.errors import InputError
 from assay.store import DatasetStore, Version
-from curation.review.client import find_dataset, shown_url
-from curation.review.safe import agent_names, field_text
+from assay.curation.review.client import find_dataset, shown_url
+from assay.curation.review.safe import agent_names, field_text
 
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
@@ -68,7 +68,7 @@ def push(store: DatasetStore, ref: str, client, opts: PushOptions) -> dict:
         raise InputError(f"--only must be one of {', '.join(ONLY)}", field="only", value=opts.only)
     version = store.get(ref)
     if opts.only == "duplicates":
-        from curation.review.duplicates import push_duplicates
+        from assay.curation.review.duplicates import push_duplicates
 
         return push_duplicates(version, client, opts.workspace, opts.min_submitted)
     task = opts.task or version.manifest.get("task")
@@ -150,7 +150,7 @@ def _settings(task: str, teachers: list[str], rows: pl.DataFrame, candidates: di
 def _label_sets(version: Version, rows: pl.DataFrame) -> dict[str, set[str]]:
     """The label sets the synth run that made this version asked for (its config in the manifest; the
     defaults otherwise), resolved as synth resolves them: no configured categories means the notes' own."""
-    from curation.synth.config import LabelsConfig
+    from assay.curation.synth.config import LabelsConfig
 
     sets = LabelsConfig.model_validate((version.manifest.get("config") or {}).get("labels") or {}).resolve(rows)
     return {"category": set(sets.categories), "importance": set(sets.importance), "context": set(sets.context)}

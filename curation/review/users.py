@@ -10,7 +10,7 @@ import secrets
 import warnings
 
 from assay.errors import AssayError, InputError
-from curation.review.server import ReviewServerError
+from assay.curation.review.server import ReviewServerError
 
 ROLES = ("annotator", "admin")  # an owner is made once, with the server (`assay review serve`)
 

@@ -20,14 +20,14 @@ from collections import Counter
 
 from assay.errors import AssayError
 
-from curation.synth.bookkeeping import Budget, BudgetExceeded, Progress, record_hits
-from curation.synth.cache import Cache, cache_key, cacheable, transaction
-from curation.synth.contract import Reply, Request, Teacher, TeacherError, failed
-from curation.synth.faults import FATAL, classify
-from curation.synth.leases import Shared, running
-from curation.synth.ledger import Ledger
-from curation.synth.prices import max_input_tokens
-from curation.synth.registry import MAX_PER_BATCH, PROVIDERS
+from assay.curation.synth.bookkeeping import Budget, BudgetExceeded, Progress, record_hits
+from assay.curation.synth.cache import Cache, cache_key, cacheable, transaction
+from assay.curation.synth.contract import Reply, Request, Teacher, TeacherError, failed
+from assay.curation.synth.faults import FATAL, classify
+from assay.curation.synth.leases import Shared, running
+from assay.curation.synth.ledger import Ledger
+from assay.curation.synth.prices import max_input_tokens
+from assay.curation.synth.registry import MAX_PER_BATCH, PROVIDERS
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS synth_batches (

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from curation.synth.contract import Reply, Request
+from assay.curation.synth.contract import Reply, Request
 
 KEY_VERSION = 1
 

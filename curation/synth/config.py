@@ -8,15 +8,15 @@ from pydantic import Field, field_validator, model_validator
 
 from assay.config import Strict
 from assay.errors import NotFoundError
-from curation.config import CleanConfig, DedupeConfig
-from curation.synth.limits import LimitsConfig
-from curation.synth.recognizers import DEFAULT_PHONE_REGIONS
-from curation.synth.registry import PROVIDERS
+from assay.curation.config import CleanConfig, DedupeConfig
+from assay.curation.synth.limits import LimitsConfig
+from assay.curation.synth.recognizers import DEFAULT_PHONE_REGIONS
+from assay.curation.synth.registry import PROVIDERS
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from curation.synth.tasks import Labels
+    from assay.curation.synth.tasks import Labels
 
 DEFAULT_LOCAL = "local:smollm2-135m-instruct"
 DEFAULT_TEACHERS = [DEFAULT_LOCAL, "rule:lead"]
@@ -32,7 +32,7 @@ class LabelsConfig(Strict):
 
     def resolve(self, df: pl.DataFrame) -> Labels:
         """The label sets in use for the notes in `df`: the configured categories, else the notes' own."""
-        from curation.synth.tasks import Labels
+        from assay.curation.synth.tasks import Labels
 
         found = df["category"].unique().to_list() if "category" in df.columns else []
         categories = self.categories or sorted(c for c in found if c)
@@ -82,14 +82,14 @@ class SynthConfig(Strict):
     @field_validator("task")
     @classmethod
     def _task(cls, value: str) -> str:
-        from curation.synth.tasks import TASKS
+        from assay.curation.synth.tasks import TASKS
 
         return _known("task", value, TASKS)
 
     @field_validator("select")
     @classmethod
     def _select(cls, value: str) -> str:
-        from curation.synth.select import STRATEGIES
+        from assay.curation.synth.select import STRATEGIES
 
         return _known("selection strategy", value, STRATEGIES)
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from assay.records import conform, notes_frame
-from curation.balance import cell_columns, coverage
-from curation.clean import clean
-from curation.config import BalanceConfig
-from curation.dedupe import cross_dedupe, dedupe
-from curation.steps import StepResult, split_by_reason
-from curation.synth.config import GapFillConfig
-from curation.synth.contract import Request
-from curation.synth.tasks import WRITE_NOTE, Parsed, load_template
+from assay.curation.balance import cell_columns, coverage
+from assay.curation.clean import clean
+from assay.curation.config import BalanceConfig
+from assay.curation.dedupe import cross_dedupe, dedupe
+from assay.curation.steps import StepResult, split_by_reason
+from assay.curation.synth.config import GapFillConfig
+from assay.curation.synth.contract import Request
+from assay.curation.synth.tasks import WRITE_NOTE, Parsed, load_template
 
 WRITABLE = ("category", "tag", "folder", "length")
 

@@ -23,7 +23,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from curation.synth.cache import transaction
+from assay.curation.synth.cache import transaction
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS synth_runs (

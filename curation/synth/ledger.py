@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from curation.synth.contract import Reply
+from assay.curation.synth.contract import Reply
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS synth_ledger (

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from assay.config import Strict
 
-from curation.synth.registry import PROVIDERS
+from assay.curation.synth.registry import PROVIDERS
 
 
 class LimitsConfig(Strict):

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from curation.synth import recognizers as rec
-from curation.synth.names import persons
-from curation.synth.recognizers import DEFAULT_PHONE_REGIONS, iban_ok, luhn_ok  # noqa: F401  (re-exported)
-from curation.synth.secrets import find_high_entropy, find_secrets
+from assay.curation.synth import recognizers as rec
+from assay.curation.synth.names import persons
+from assay.curation.synth.recognizers import DEFAULT_PHONE_REGIONS, iban_ok, luhn_ok  # noqa: F401  (re-exported)
+from assay.curation.synth.secrets import find_high_entropy, find_secrets
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from curation.synth.contract import Teacher
+    from assay.curation.synth.contract import Teacher
 
 TYPES = ("SECRET", "URL", "EMAIL", "IBAN", "CARD", "SSN", "ACCOUNT", "PASSPORT", "PHONE", "ADDRESS", "PERSON")
 NOT_COVERED = ("no NER model is installed, so these person names are not found: a surname alone in running text "

@@ -14,8 +14,8 @@ from typing import Mapping
 
 from assay.errors import AssayError
 
-from curation.synth.contract import Price
-from curation.synth.registry import PROVIDERS
+from assay.curation.synth.contract import Price
+from assay.curation.synth.registry import PROVIDERS
 
 # the providers' list prices, from their registry entries
 DEFAULT_PRICES: dict[str, Price] = {f"{p.name}:{model}": price for p in PROVIDERS.values()

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from assay.errors import NotFoundError
 
-from curation.synth.contract import Price, Teacher
+from assay.curation.synth.contract import Price, Teacher
 
 
 MAX_PER_BATCH = 10_000  # requests in one batch submission unless a provider says otherwise
@@ -39,27 +39,27 @@ class Provider:
 # without loading an SDK, and the teacher modules may import prices.py, which reads this registry.
 
 def _anthropic(name: str, **options: Any) -> Teacher:
-    from curation.synth.providers import AnthropicTeacher
+    from assay.curation.synth.providers import AnthropicTeacher
     return AnthropicTeacher(name, **options)
 
 
 def _openai(name: str, **options: Any) -> Teacher:
-    from curation.synth.providers import OpenAITeacher
+    from assay.curation.synth.providers import OpenAITeacher
     return OpenAITeacher(name, **options)
 
 
 def _openai_compatible(name: str, **options: Any) -> Teacher:
-    from curation.synth.providers import OpenAICompatibleTeacher
+    from assay.curation.synth.providers import OpenAICompatibleTeacher
     return OpenAICompatibleTeacher(name, **options)
 
 
 def _local(name: str, **options: Any) -> Teacher:
-    from curation.synth.teachers import LocalTeacher
+    from assay.curation.synth.teachers import LocalTeacher
     return LocalTeacher(name, **options)
 
 
 def _rule(name: str, **options: Any) -> Teacher:
-    from curation.synth.teachers import rule_teacher
+    from assay.curation.synth.teachers import rule_teacher
     return rule_teacher(name, **options)
 
 

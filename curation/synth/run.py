@@ -23,22 +23,22 @@ from assay.project import Project
 from assay.records import conform
 from assay.redact import mask_urls, mask_urls_in
 from assay.store import DatasetStore, Version
-from curation.config import SplitConfig
-from curation.pipeline import Tracker, no_progress
-from curation.splits import assign_synthetic_splits
-from curation.synth import gaps as gapfill
-from curation.synth.assemble import CANDIDATE_SCHEMA  # noqa: F401  (tests/review and bench_review read it here)
-from curation.synth.assemble import assemble, candidate_row, failure_counts, outputs_by_cell
-from curation.synth.bookkeeping import Calls
-from curation.synth.config import ALIASES, SynthConfig
-from curation.synth.contract import MissingKeyError, Reply, Request, Teacher
-from curation.synth.limits import Limits
-from curation.synth.pii import Guard, fill_surrogates
-from curation.synth.prices import PriceTable
-from curation.synth.registry import get_teacher
-from curation.synth.runner import estimate, open_state, run_requests
-from curation.synth.select import Candidate, Group, SelectContext, get_strategy, judge_requests
-from curation.synth.tasks import WRITE_NOTE, Labels, Parsed, Prompt, Task, get_task
+from assay.curation.config import SplitConfig
+from assay.curation.pipeline import Tracker, no_progress
+from assay.curation.splits import assign_synthetic_splits
+from assay.curation.synth import gaps as gapfill
+from assay.curation.synth.assemble import CANDIDATE_SCHEMA  # noqa: F401  (tests/review and bench_review read it here)
+from assay.curation.synth.assemble import assemble, candidate_row, failure_counts, outputs_by_cell
+from assay.curation.synth.bookkeeping import Calls
+from assay.curation.synth.config import ALIASES, SynthConfig
+from assay.curation.synth.contract import MissingKeyError, Reply, Request, Teacher
+from assay.curation.synth.limits import Limits
+from assay.curation.synth.pii import Guard, fill_surrogates
+from assay.curation.synth.prices import PriceTable
+from assay.curation.synth.registry import get_teacher
+from assay.curation.synth.runner import estimate, open_state, run_requests
+from assay.curation.synth.select import Candidate, Group, SelectContext, get_strategy, judge_requests
+from assay.curation.synth.tasks import WRITE_NOTE, Labels, Parsed, Prompt, Task, get_task
 
 
 @dataclass

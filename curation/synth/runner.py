@@ -22,16 +22,16 @@ from typing import Callable
 
 from assay.project import Project
 
-from curation.synth.batch import run_batch
-from curation.synth.bookkeeping import POLL_S, Budget, BudgetExceeded, Progress, record_hits
-from curation.synth.cache import Cache, cache_key, cacheable, transaction
-from curation.synth.contract import Reply, Request, Teacher, TeacherError
-from curation.synth.faults import FATAL
-from curation.synth.leases import running
-from curation.synth.ledger import Ledger
-from curation.synth.limits import Limits
-from curation.synth.prices import UnknownPriceError, estimate_input_tokens, max_input_tokens
-from curation.synth.registry import PROVIDERS
+from assay.curation.synth.batch import run_batch
+from assay.curation.synth.bookkeeping import POLL_S, Budget, BudgetExceeded, Progress, record_hits
+from assay.curation.synth.cache import Cache, cache_key, cacheable, transaction
+from assay.curation.synth.contract import Reply, Request, Teacher, TeacherError
+from assay.curation.synth.faults import FATAL
+from assay.curation.synth.leases import running
+from assay.curation.synth.ledger import Ledger
+from assay.curation.synth.limits import Limits
+from assay.curation.synth.prices import UnknownPriceError, estimate_input_tokens, max_input_tokens
+from assay.curation.synth.registry import PROVIDERS
 
 @dataclass
 class Estimate:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from assay.errors import NotFoundError
-from curation.synth.contract import Reply, Request
-from curation.synth.tasks import Parsed, Task, load_template, parse_scores
-from evals.metrics import rouge_l  # the one ROUGE; consensus and evals agree on what it means
+from assay.curation.synth.contract import Reply, Request
+from assay.curation.synth.tasks import Parsed, Task, load_template, parse_scores
+from assay.evals.metrics import rouge_l  # the one ROUGE; consensus and evals agree on what it means
 
 
 @dataclass

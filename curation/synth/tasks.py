@@ -19,8 +19,8 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from assay.errors import NotFoundError
-from curation.synth.replies import find_json, sentences, strip_reply
-from evals.metrics import SUMMARY_CONTRACT, summary_length_problem  # the contract the ship gate checks
+from assay.curation.synth.replies import find_json, sentences, strip_reply
+from assay.evals.metrics import SUMMARY_CONTRACT, summary_length_problem  # the contract the ship gate checks
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\w+)\s*-?#\}")

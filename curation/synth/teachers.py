@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from assay.errors import NotFoundError
 
-from curation.synth.contract import FREE, Reply, Request
-from curation.synth.prices import PriceTable
+from assay.curation.synth.contract import FREE, Reply, Request
+from assay.curation.synth.prices import PriceTable
 
 
 # -- rule baselines
@@ -138,7 +138,7 @@ class LocalTeacher:
         return replies  # type: ignore[return-value]
 
     def _generate_batch(self, lm: Any, tok: Any, prompts: list[str], requests: list[Request]) -> list[Reply]:
-        from evals.generate import generate_batch
+        from assay.evals.generate import generate_batch
 
         budget = max(r.max_tokens for r in requests)  # greedy: a shorter request's answer is a prefix
         outs = generate_batch(lm, tok, prompts, max_new_tokens=budget, temperature=requests[0].temperature)

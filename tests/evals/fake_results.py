@@ -84,7 +84,7 @@ def _mean_ci(deltas: list[float]) -> tuple[float, float, float]:
 def demo_human(h: str = "") -> dict:
     """results["human"] as `assay review pull-eval` writes it for the demo's eval: 30 examples, 9 with identical
     outputs (not sent), 21 sent, 14 answered by two annotators: 8 for the candidate, 2 for the base, 4 ties."""
-    from curation.review.human_eval import summarize
+    from assay.curation.review.human_eval import summarize
 
     said = ["candidate"] * 8 + ["baseline"] * 2 + ["tie"] * 4
     sent = [f"demo-{k:02d}" for k in range(21)]

@@ -79,7 +79,7 @@ def test_every_contestant_is_scored_on_the_same_gold_examples(evaluated):
 
 
 def test_comparisons_regressions_and_the_recomputed_numbers_agree(evaluated):
-    from evals.metrics import rouge_l
+    from assay.evals.metrics import rouge_l
 
     _, _, _, results = evaluated
     for key in ("candidate", "base"):

@@ -13,9 +13,9 @@ from tiny_student import BASE, register_student
 from assay.errors import ConfigError, ModelUnavailableError
 from assay.project import Project
 from assay.store import DatasetStore
-from evals.harness import PREFIX, harness_metrics, model_args, run_harness, write_task
-from evals.metrics import rouge
-from evals.suite import load_examples, load_suite
+from assay.evals.harness import PREFIX, harness_metrics, model_args, run_harness, write_task
+from assay.evals.metrics import rouge
+from assay.evals.suite import load_examples, load_suite
 
 SMALL = ["data.limit=4", "generation.max_new_tokens=12", "generation.batch_size=4",
          "metrics=[rougeL,rouge1,words]", "harness=true", "ondevice.measure=false"]
@@ -79,9 +79,9 @@ def test_harness_refuses_what_it_cannot_run(tmp_path, project):
 def test_harness_scores_join_the_eval_and_equal_our_rouge_on_its_generations(project, caplog):
     from transformers import AutoTokenizer
 
-    from evals.predict import student_messages
-    from evals.run import evaluate
-    from training.data import render_prompt
+    from assay.evals.predict import student_messages
+    from assay.evals.run import evaluate
+    from assay.training.data import render_prompt
 
     suite = load_suite("summarize", SMALL + [f"prompt.instruction={INSTRUCTION}"])
     run = evaluate(suite, "notes-student@v1.0.0", against=["base", "rule:lead"], project=project)

@@ -17,8 +17,8 @@ from fake_provider import FakeProvider  # noqa: E402
 from assay.errors import ConfigError  # noqa: E402
 from assay.project import Project  # noqa: E402
 from assay.store import DatasetStore  # noqa: E402
-from evals.judge import pairwise, parse_winner, positions, win_rate_ci  # noqa: E402
-from evals.suite import load_examples, load_suite  # noqa: E402
+from assay.evals.judge import pairwise, parse_winner, positions, win_rate_ci  # noqa: E402
+from assay.evals.suite import load_examples, load_suite  # noqa: E402
 
 JUDGE = "anthropic:claude-haiku-4-5"
 INSTRUCTION = "Summarize this note in one or two sentences."
@@ -102,7 +102,7 @@ def test_fair_judge_sees_the_candidate_on_both_sides_and_a_rerun_pays_nothing(tm
         again, spent2 = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", project=project)
         assert len(server.model_calls()) == calls and spent2["calls"] == 0 and spent2["cached"] == 8
         assert spent2["spend_usd"] == 0 and again["win_rate"] == 1.0
-        from curation.synth.runner import open_state
+        from assay.curation.synth.runner import open_state
 
         assert open_state(project)[1].spend().calls == 8  # the ledger paid once
     finally:
@@ -149,7 +149,7 @@ def test_eval_adds_the_judge_and_its_spend_to_the_results(tmp_path, monkeypatch,
     import torch
     from tiny_student import register_student
 
-    from evals.run import evaluate
+    from assay.evals.run import evaluate
 
     server = start(monkeypatch, fair=True)
     threads = torch.get_num_threads()

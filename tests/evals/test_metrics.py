@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.compare import direction, paired_bootstrap, regressions
+from assay.evals.compare import direction, paired_bootstrap, regressions
 from assay.errors import ConfigError
-from evals.gate import NO_SHIP, SHIP, GateConfig, evaluate_gate
-from evals.metrics import METRICS, Item, Metric, get_metric, repetition, rouge, rouge_l, token_f1
+from assay.evals.gate import NO_SHIP, SHIP, GateConfig, evaluate_gate
+from assay.evals.metrics import METRICS, Item, Metric, get_metric, repetition, rouge, rouge_l, token_f1
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 
@@ -52,8 +52,8 @@ def test_rouge_keeps_non_ascii_words():
 
 
 def test_training_and_selection_use_the_registry_rouge():
-    from curation.synth import select
-    from training import callbacks
+    from assay.curation.synth import select
+    from assay.training import callbacks
 
     assert select.rouge_l is rouge_l and callbacks.rouge_l is rouge_l
 
@@ -72,7 +72,7 @@ def test_classification_accuracy_macro_f1_and_confusion():
     assert get_metric("accuracy").score(items) == 0.5
     # a: P 1, R 1/2; b: P 1/2, R 1; c: nothing right -> (2/3 + 2/3 + 0) / 3
     assert get_metric("macro_f1").score(items) == pytest.approx(4 / 9)
-    from evals.metrics import confusion
+    from assay.evals.metrics import confusion
 
     table = confusion(items)
     assert table["labels"] == ["a", "b", "c", "(no answer)"]
@@ -188,7 +188,7 @@ def test_gate_ship_and_no_ship_name_the_failing_rules():
 def test_a_rule_whose_baseline_is_not_in_the_run_never_passes():
     """A first version may skip the previous rule only when the gate says so; a previous version left out of the
     run by --against, or a typo, is not 'skipped': the rule fails (and preflight stops the run before that)."""
-    from evals.gate import RunShape, preflight
+    from assay.evals.gate import RunShape, preflight
 
     default = GateConfig.model_validate({"rules": DEFAULT_RULES})
     left_out = evaluate_gate(default, _results(0.03, 0.01, 0.05, "better", previous_version="notes-student@v1.0.0"))
@@ -276,7 +276,7 @@ def test_embedding_similarity_hand_values():
 def test_embedding_similarity_with_the_embedded_minilm(assay_cache):
     """The evaluator's embeddings (all-MiniLM-L6-v2) give the cosine numpy computes from the model's own vectors."""
     from assay.models import load_embedder
-    from evals.run import _embed
+    from assay.evals.run import _embed
 
     texts = ["The council approved the new bus lane on Main Street.",
              "A bus lane on Main Street was approved by the council.",

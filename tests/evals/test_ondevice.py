@@ -11,7 +11,7 @@ import pytest
 from tiny_student import register_student
 
 from assay.project import Project
-from evals.ondevice import RESULT, measure_model, size_on_disk
+from assay.evals.ondevice import RESULT, measure_model, size_on_disk
 
 REF = "notes-student@v1.0.0"
 PROMPTS = [[{"role": "user", "content": "Summarize this note in one or two sentences.\n\nshopping\n\nmilk, eggs"}],
@@ -22,7 +22,7 @@ PROMPTS = [[{"role": "user", "content": "Summarize this note in one or two sente
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, assay_cache) -> Project:
-    from training.export import export_model
+    from assay.training.export import export_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")  # the measuring processes too: two threads fight on a shared 2-core box
@@ -80,9 +80,9 @@ def test_peak_memory_is_the_measuring_process_own_not_its_parents(assay_cache):
 
 
 def test_eval_measures_the_candidates_exports_and_the_gate_reads_them(project):
-    from evals.gate import GateConfig
-    from evals.run import evaluate
-    from evals.suite import load_suite
+    from assay.evals.gate import GateConfig
+    from assay.evals.run import evaluate
+    from assay.evals.suite import load_suite
 
     suite = load_suite("summarize", ["data.limit=2", "generation.max_new_tokens=8", "metrics=[rougeL]",
                                      "ondevice.prompts=2", "ondevice.max_new_tokens=4"])

@@ -10,8 +10,8 @@ import pytest
 from fake_results import HOSTILE, fake_results
 
 from assay.errors import InputError
-from evals.judge import win_rate_ci
-from evals.report import compare_html, render, script_json, write_report
+from assay.evals.judge import win_rate_ci
+from assay.evals.report import compare_html, render, script_json, write_report
 
 OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "script", "header", "nav", "main", "section", "footer",
             "div", "span", "a", "h1", "h2", "h3", "p", "ul", "ol", "li", "strong", "small", "sup", "details",

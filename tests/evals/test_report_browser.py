@@ -9,7 +9,7 @@ import shutil
 import pytest
 from fake_results import HOSTILE, fake_results
 
-from evals.report import PAGE_SIZE, compare_html, write_report
+from assay.evals.report import PAGE_SIZE, compare_html, write_report
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)")

@@ -19,7 +19,7 @@ import pytest
 
 from assay.records import conform
 from assay.store import DatasetStore
-from curation.synth.run import CANDIDATE_SCHEMA
+from assay.curation.synth.run import CANDIDATE_SCHEMA
 
 TEACHERS = ["rule:lead", "openai:gpt-test"]
 INSTRUCTION = "Summarize the following note."

@@ -15,10 +15,10 @@ from assay.config import load_config
 from assay.project import Project
 from assay.store import DatasetStore
 from conftest import annotator, server_records, submit
-from curation.config import CurateConfig
-from curation.pipeline import curate
-from curation.review.client import connect
-from curation.review.duplicates import load_decisions, pair_id, pull_duplicates
+from assay.curation.config import CurateConfig
+from assay.curation.pipeline import curate
+from assay.curation.review.client import connect
+from assay.curation.review.duplicates import load_decisions, pair_id, pull_duplicates
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 # A drop band that would take the sample's seed-swap pair (cosine 0.84, word overlap 0.23) as a semantic
@@ -103,7 +103,7 @@ def decisions(*rows) -> pl.DataFrame:
 
 def test_reviewed_pairs_keep_the_chosen_note_and_chains_keep_one():
     from assay.records import notes_frame
-    from curation.dedupe import dedupe_reviewed
+    from assay.curation.dedupe import dedupe_reviewed
 
     texts = {"n1": "Seed swap at the allotment in February, ask the committee first.",
              "n2": "Seed swap in Feb?", "n3": "Could we hold a seed swap morning at the allotments next February?",
@@ -125,7 +125,7 @@ def test_reviewed_pairs_keep_the_chosen_note_and_chains_keep_one():
 def test_votes_resolve_conservatively():
     from collections import Counter
 
-    from curation.review.duplicates import resolve
+    from assay.curation.review.duplicates import resolve
 
     assert resolve(Counter(keep_a=1, keep_both=1), "a", "b") == ("different", None)  # a tie loses no note
     assert resolve(Counter(keep_a=2, keep_both=1), "a", "b") == ("same", "a")
@@ -138,8 +138,8 @@ def test_a_cluster_joining_two_notes_told_apart_drops_nothing():
     and its other pairs are listed for review again."""
     from assay.models import load_embedder
     from assay.records import notes_frame
-    from curation.config import DedupeConfig
-    from curation.dedupe import dedupe
+    from assay.curation.config import DedupeConfig
+    from assay.curation.dedupe import dedupe
 
     line = "Seed swap at the allotment on Saturday 8 February from ten, bring labelled envelopes and spare pots"
     texts = {"a": line + ".", "b": line + " please.", "c": line + " please!!", "d": "Knee scan at Southmead."}

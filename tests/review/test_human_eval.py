@@ -11,9 +11,9 @@ from pathlib import Path
 
 from assay.project import Project
 from conftest import annotator, server_records, submit
-from curation.review.human_eval import dataset_name, record_id
-from evals.judge import win_rate_ci
-from evals.run import save
+from assay.curation.review.human_eval import dataset_name, record_id
+from assay.evals.judge import win_rate_ci
+from assay.evals.run import save
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evals"))
 from fake_results import fake_results  # noqa: E402  (the report tests' results from the sample notes)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from curation.review.agreement import majority, resolve_text
+from assay.curation.review.agreement import majority, resolve_text
 
 
 def test_labels_go_by_majority_and_a_tie_goes_to_the_correction():

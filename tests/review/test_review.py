@@ -18,7 +18,7 @@ import psutil
 
 from assay.store import DatasetStore
 from conftest import INSTRUCTION, TEACHERS, Server, annotator, free_port, make_version, server_records, submit
-from curation.review.push import record_id
+from assay.curation.review.push import record_id
 
 
 def run(server, *args, check=True, env=None):
@@ -98,8 +98,8 @@ def test_push_annotate_pull(server):
 
 def test_reviewed_output_reaches_training(server):
     """The training loader reads a reviewed row's corrected answer, and skips a rejected one."""
-    from training.data import to_examples
-    from training.runs import review_coverage, review_line
+    from assay.training.data import to_examples
+    from assay.training.runs import review_coverage, review_line
 
     make_version(server.home, "train-src", 3)
     run(server, "push", "train-src")
@@ -215,8 +215,8 @@ def test_taken_port_and_missing_redis_are_one_line(server, tmp_path):
 
 
 def test_possible_duplicates_pushed_as_same_note_question(server):
-    from curation.dedupe import POSSIBLE_SCHEMA
-    from curation.review.duplicates import pair_id
+    from assay.curation.dedupe import POSSIBLE_SCHEMA
+    from assay.curation.review.duplicates import pair_id
 
     version = make_version(server.home, "dups", 4)
     pairs = pl.DataFrame([{"note_id_a": "dups-note-00000", "note_id_b": "dups-note-00001", "cosine": 0.91,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from curation.review.safe import agent_names, field_text
+from assay.curation.review.safe import agent_names, field_text
 
 AGENT = re.compile(r"^[a-zA-Z0-9\-_:./\s]*[a-zA-Z0-9][a-zA-Z0-9\-_:./\s]*$")  # argilla-server's AGENT_REGEX
 

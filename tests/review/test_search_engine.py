@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import annotator, make_version, server_records, submit
-from curation.review.push import record_id
+from assay.curation.review.push import record_id
 
 N = 40
 

@@ -34,7 +34,7 @@ def env(fake, tmp_path, monkeypatch):
 
 @pytest.fixture
 def state(env):
-    from curation.synth import open_state
+    from assay.curation.synth import open_state
 
     cache, ledger = open_state()
     yield cache, ledger

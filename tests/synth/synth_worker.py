@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from curation.synth import BudgetExceeded, Limits, Request, get_teacher, open_state, run_requests
+from assay.curation.synth import BudgetExceeded, Limits, Request, get_teacher, open_state, run_requests
 
 
 def requests(n: int, offset: int = 0) -> list[Request]:

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from fake_provider import expected_text
 
-from curation.synth import BudgetExceeded, Request, cache_key, get_teacher, run_requests
-from curation.synth.batch import BatchStore
+from assay.curation.synth import BudgetExceeded, Request, cache_key, get_teacher, run_requests
+from assay.curation.synth.batch import BatchStore
 
 SPECS = ["anthropic:claude-haiku-4-5", "openai:gpt-4o-mini"]
 

@@ -17,9 +17,9 @@ import pytest
 from fake_provider import digest, expected_text
 from synth_worker import requests as worker_requests
 
-from curation.synth import Limits, get_teacher, open_state, run_requests
-from curation.synth.leases import TTL_S, Shared
-from curation.synth.prices import max_input_tokens
+from assay.curation.synth import Limits, get_teacher, open_state, run_requests
+from assay.curation.synth.leases import TTL_S, Shared
+from assay.curation.synth.prices import max_input_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).parent / "synth_worker.py"

@@ -8,8 +8,8 @@ import time
 import pytest
 from fake_provider import expected_text
 
-from curation.synth import Limits, Request, TeacherError, get_teacher, run_requests
-from curation.synth.faults import retry_after_seconds
+from assay.curation.synth import Limits, Request, TeacherError, get_teacher, run_requests
+from assay.curation.synth.faults import retry_after_seconds
 
 SPECS = ["anthropic:claude-haiku-4-5", "openai:gpt-4o-mini"]
 

@@ -8,13 +8,13 @@ import polars as pl
 from assay.project import Project
 from assay.records import notes_frame
 from assay.store import DatasetStore
-from curation.balance import balance
-from curation.config import BalanceConfig
-from curation.synth.config import GapFillConfig, SynthConfig
-from curation.synth.contract import FREE, Reply
-from curation.synth.gaps import parse_cell, plan_gaps, write_requests
-from curation.synth.run import synth
-from curation.synth.teachers import note_text
+from assay.curation.balance import balance
+from assay.curation.config import BalanceConfig
+from assay.curation.synth.config import GapFillConfig, SynthConfig
+from assay.curation.synth.contract import FREE, Reply
+from assay.curation.synth.gaps import parse_cell, plan_gaps, write_requests
+from assay.curation.synth.run import synth
+from assay.curation.synth.teachers import note_text
 
 REAL = {
     "w1": ("work", "Quarterly planning: finalize the hiring plan, review the budget with finance, and send the roadmap to the team."),
@@ -118,9 +118,9 @@ def test_fill_gaps_writes_vets_and_counts_synthetic_notes(tmp_path):
 
 def test_every_labeled_row_reaches_training_or_is_counted(tmp_path):
     """Synthetic notes get a split (train or validation, never test), so the trainer sees them."""
-    from curation.config import SplitConfig
-    from curation.splits import assign_splits
-    from training.data import load_splits, to_examples
+    from assay.curation.config import SplitConfig
+    from assay.curation.splits import assign_splits
+    from assay.training.data import load_splits, to_examples
 
     store = DatasetStore(tmp_path / "datasets")
     version = curated(store)

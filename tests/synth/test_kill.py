@@ -17,7 +17,7 @@ import pytest
 from fake_provider import digest, expected_text
 from synth_worker import requests as worker_requests
 
-from curation.synth import cache_key
+from assay.curation.synth import cache_key
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).parent / "synth_worker.py"

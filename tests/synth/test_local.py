@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.synth import Request, get_teacher, run_requests
+from assay.curation.synth import Request, get_teacher, run_requests
 
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "assay"
 

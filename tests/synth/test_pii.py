@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.synth.pii import TYPES, Guard, Vault, fill_surrogates, find_pii, iban_ok, luhn_ok
+from assay.curation.synth.pii import TYPES, Guard, Vault, fill_surrogates, find_pii, iban_ok, luhn_ok
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pii"
 
@@ -228,7 +228,7 @@ def test_the_manifest_says_what_the_guard_does_not_find():
 
 
 def test_phone_regions_are_checked_before_any_work():
-    from curation.synth.config import SynthConfig
+    from assay.curation.synth.config import SynthConfig
 
     assert SynthConfig(phone_regions=["de", "fr"]).phone_regions == ["DE", "FR"]
     with pytest.raises(ValueError, match="unknown phone region 'XX'"):

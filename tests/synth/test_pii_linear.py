@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.synth.pii import Vault
+from assay.curation.synth.pii import Vault
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from bench_pii import adversarial_inputs  # noqa: E402

@@ -24,9 +24,9 @@ from assay.errors import ConfigError
 from assay.project import Project
 from assay.records import notes_frame
 from assay.store import DatasetStore
-from curation.synth.config import SynthConfig
-from curation.synth.run import synth
-from curation.synth.registry import get_teacher
+from assay.curation.synth.config import SynthConfig
+from assay.curation.synth.run import synth
+from assay.curation.synth.registry import get_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 ANTHROPIC_KEY, OPENAI_KEY = "sk-ant-synth-test-key-0123456789", "sk-synth-test-key-0123456789abcdef"
@@ -219,8 +219,8 @@ WORKER = """
 import sys
 from assay.project import Project
 from assay.store import DatasetStore
-from curation.synth.config import SynthConfig
-from curation.synth.run import synth
+from assay.curation.synth.config import SynthConfig
+from assay.curation.synth.run import synth
 home = sys.argv[1]
 cfg = SynthConfig(teachers=["anthropic:claude-haiku-4-5"], limits={"anthropic": {"concurrency": 4, "rpm": None, "tpm": None}})
 synth("notes", cfg, store=DatasetStore(home + "/datasets"), project=Project(__import__("pathlib").Path(home)))
@@ -287,7 +287,7 @@ def test_end_to_end_with_the_embedded_teachers(smollm2, tmp_path):
 
 
 def test_budget_stops_before_overspending_and_a_rerun_with_more_resumes(remote, tmp_path):
-    from curation.synth.bookkeeping import BudgetExceeded
+    from assay.curation.synth.bookkeeping import BudgetExceeded
 
     store, project, version = dataset(tmp_path)
     cfg = SynthConfig(teachers=["anthropic:claude-haiku-4-5"], budget_usd=0.0001, limits=FAST)
@@ -332,8 +332,8 @@ def test_batch_mode_goes_through_the_batch_api_and_is_cached_like_any_call(remot
 
 def test_eval_asks_a_teacher_nothing_it_answered_during_synth(remote, tmp_path):
     """`assay eval --against teacher:SPEC` reads the replies synth paid for: same request, same cache key."""
-    from evals.predict import Contestant, predict_teacher
-    from evals.suite import load_examples, load_suite
+    from assay.evals.predict import Contestant, predict_teacher
+    from assay.evals.suite import load_examples, load_suite
 
     store = DatasetStore(tmp_path / "datasets")
     df = notes_frame({"note_id": i, "title": None, "text": t, "category": c, "origin": "export", "synthetic": False}

@@ -8,7 +8,7 @@ import time
 import pytest
 from fake_provider import expected_text
 
-from curation.synth import (BudgetExceeded, Limits, PriceTable, Request, UnknownPriceError, cache_key, estimate,
+from assay.curation.synth import (BudgetExceeded, Limits, PriceTable, Request, UnknownPriceError, cache_key, estimate,
                             get_teacher, run_requests)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ANTHROPIC_KEY, OPENAI_KEY
 
-from curation.synth import Limits, Request, TeacherError, get_teacher, run_requests, scrub
+from assay.curation.synth import Limits, Request, TeacherError, get_teacher, run_requests, scrub
 
 
 def test_no_key_in_state_logs_or_errors(fake, state, tmp_path):
@@ -70,7 +70,7 @@ def test_scrub(monkeypatch):
 
 def test_missing_key_error_is_one_line(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    from curation.synth import MissingKeyError
+    from assay.curation.synth import MissingKeyError
     with pytest.raises(MissingKeyError) as info:
         get_teacher("openai:gpt-4o-mini")
     assert "\n" not in str(info.value) and "OPENAI_API_KEY" in str(info.value)

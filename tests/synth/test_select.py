@@ -3,9 +3,9 @@
 import pytest
 
 from assay.errors import NotFoundError
-from curation.synth.contract import Reply
-from curation.synth.select import (Candidate, Group, SelectContext, consensus, get_strategy, judge, rules)
-from curation.synth.tasks import TASKS, Labels, Prompt
+from assay.curation.synth.contract import Reply
+from assay.curation.synth.select import (Candidate, Group, SelectContext, consensus, get_strategy, judge, rules)
+from assay.curation.synth.tasks import TASKS, Labels, Prompt
 
 PROMPT = Prompt(Labels(("recipes", "work"), ("low", "high"), ("work", "personal")))
 NOTE = {"title": None, "text": "Boil water, add the leeks and salt, and simmer the soup for twenty minutes before serving."}

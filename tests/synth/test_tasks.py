@@ -5,7 +5,7 @@ import json
 import pytest
 
 from assay.errors import NotFoundError
-from curation.synth.tasks import (TASKS, TEMPLATES, WRITE_NOTE, Labels, Prompt, get_task, load_template, parse_note,
+from assay.curation.synth.tasks import (TASKS, TEMPLATES, WRITE_NOTE, Labels, Prompt, get_task, load_template, parse_note,
                                   parse_scores)
 
 PROMPT = Prompt(Labels(("recipes", "work", "travel"), ("low", "medium", "high"), ("work", "personal")), qa_pairs=2)
@@ -24,7 +24,7 @@ def test_every_template_declares_a_version_and_renders_the_note_in_note_tags():
 
 
 def test_prompt_version_changes_with_the_template_text(tmp_path, monkeypatch):
-    import curation.synth.tasks as tasks
+    import assay.curation.synth.tasks as tasks
 
     original = TASKS["summarize"].prompt_version
     source = (TEMPLATES / "summarize.j2").read_text()

@@ -15,8 +15,8 @@ from assay.project import Project
 from assay.records import notes_frame
 from assay.redact import mask_url, mask_urls
 from assay.store import DatasetStore
-from curation.synth.config import SynthConfig
-from curation.synth.run import synth
+from assay.curation.synth.config import SynthConfig
+from assay.curation.synth.run import synth
 
 PASSWORD, TOKEN = "pAss-w0rd-never-written", "qu3ry-t0ken-never-written"
 

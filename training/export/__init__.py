@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from assay.errors import AssayError, NotFoundError
-from training.export import gguf, int8, merged, onnx
+from assay.training.export import gguf, int8, merged, onnx
 
 # name -> module with write(source, out, section) -> details, load(path) -> Runner, and optionally
 # check(path, tokenizer, texts) -> (figures, failures)
@@ -75,7 +75,7 @@ def export_model(ref: str, fmt: str, *, project=None, config: str | Path | None 
 
     Returns the result of a good export; raises ExportParityError (exit 3) after writing a failed one.
     """
-    from training.export.recipe import run
+    from assay.training.export.recipe import run
 
     if fmt not in FORMATS:
         raise NotFoundError("export format", fmt, list(FORMATS))
@@ -84,14 +84,14 @@ def export_model(ref: str, fmt: str, *, project=None, config: str | Path | None 
 
 def load_export(path: str | Path, *, allow_failed: bool = False):
     """(runner, tokenizer) of an export folder; runner.generate/logits work the same for every format."""
-    from training.export.recipe import load
+    from assay.training.export.recipe import load
 
     return load(Path(path), allow_failed=allow_failed)
 
 
 def summary_lines(result: ExportResult) -> list[str]:
     """What the CLI prints for one export."""
-    from training.export.card import human_size
+    from assay.training.export.card import human_size
 
     p = result.parity
     lines = [

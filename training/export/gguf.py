@@ -22,7 +22,7 @@ from typing import Any
 
 from assay.errors import AssayError
 from assay.fetch import pip_download
-from training.export.parity import TorchRunner
+from assay.training.export.parity import TorchRunner
 
 SDIST_ENV = "ASSAY_LLAMA_CPP_SDIST"  # a local llama-cpp-python .tar.gz, for machines without PyPI
 MARKER = ".assay-complete.json"

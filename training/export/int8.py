@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import InputError
-from training.export.parity import TorchRunner
+from assay.training.export.parity import TorchRunner
 
 RECIPE = "int8.json"
 WEIGHTS = "model.safetensors"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from training.export.parity import TorchRunner
+from assay.training.export.parity import TorchRunner
 
 
 def write(source, out: Path, section) -> dict[str, Any]:

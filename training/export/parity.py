@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from assay.errors import InputError
-from training.export.config import ParitySection, Tolerance
+from assay.training.export.config import ParitySection, Tolerance
 
 # Plain prose (written for this file) for the perplexity check: everyday English, no markup.
 SAMPLE_TEXT = """\

@@ -17,10 +17,10 @@ from typing import Any, Callable
 from assay.config import load_config
 from assay.errors import AssayError
 from assay.project import Project
-from training.export import FORMATS, RESULT_FILE, ExportError, ExportParityError, ExportResult, parity
-from training.export.card import update_card
-from training.export.config import ExportConfig
-from training.common import library_versions
+from assay.training.export import FORMATS, RESULT_FILE, ExportError, ExportParityError, ExportResult, parity
+from assay.training.export.card import update_card
+from assay.training.export.config import ExportConfig
+from assay.training.common import library_versions
 
 LIBRARIES = ("torch", "transformers", "peft", "safetensors", "onnx", "onnxscript", "onnxruntime", "gguf")
 
@@ -114,7 +114,7 @@ def _guard(stage: str, step: Callable[[], Any]) -> Any:
 
 def resolve(project: Project, ref: str) -> tuple[Path, str]:
     """The version folder and its label: a registered name[@version], or a path to a version folder."""
-    from training import registry
+    from assay.training import registry
 
     path = Path(ref).expanduser()
     if path.is_dir() and (os.sep in ref or ref.startswith(".")):
@@ -190,7 +190,7 @@ def load(path: Path, *, allow_failed: bool):
                           "pass allow_failed=True to load it anyway")
     runner = FORMATS[info["format"]].load(path)
     if info["format"] == "gguf":
-        from training.export.gguf import gguf_file
+        from assay.training.export.gguf import gguf_file
 
         file = gguf_file(path)
         tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
