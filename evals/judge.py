@@ -73,7 +73,7 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
              *, instruction: str, baseline_key: str, project, progress: Callable[[int], None] | None = None
              ) -> tuple[dict, dict]:
     """(results["judge"], what it cost and sent: {"spend_usd", "calls", "cached", "egress"})."""
-    from assay.curation.synth.pii import Guard
+    from assay.curation.synth.pii import guard_for
     from assay.curation.synth.bookkeeping import BudgetExceeded
     from assay.evals.predict import ask_teacher
     from assay.curation.synth.tasks import load_template
@@ -84,7 +84,7 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
     assert spec, "pairwise needs suite.judge.teacher"
     teacher = get_teacher(spec)
     template = load_template(TEMPLATE)
-    guard = Guard(allow_cloud_pii=False)  # a remote judge sees the note and both outputs redacted
+    guard = guard_for(privacy)  # a remote judge sees the note and both outputs as synthesis's teachers did
     where = positions([ex.id for ex in examples], suite.generation.seed)
     rows, requests, asked = [], [], []
     for k, (ex, cand, base) in enumerate(zip(examples, candidate, baseline)):
@@ -151,7 +151,7 @@ def summarize(rows: list[dict], *, spec: str, baseline_key: str, template: str, 
 
 
 def judge_run(suite: SuiteConfig, examples: list[Example], contestants: list, predictions: dict, instruction: str,
-              *, project, progress: Callable[[str, int | None], Callable[[int], None]]) -> tuple[dict, dict]:
+              *, project, privacy, progress: Callable[[str, int | None], Callable[[int], None]]) -> tuple[dict, dict]:
     """The suite's judge over `assay eval`'s predictions: the candidate against suite.judge.against (default:
     the previous version when the run has one, else the base model)."""
     from assay.errors import ConfigError

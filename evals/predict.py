@@ -183,20 +183,20 @@ def _load(contestant: Contestant):
 # ---------------------------------------------------------------- teachers
 
 def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[Example], instruction: str, *,
-                    project, labels=None, budget_usd: float | None = None,
+                    project, privacy, labels=None, budget_usd: float | None = None,
                     progress: Callable[[int], None] | None = None) -> tuple[list[Prediction], dict]:
     """A teacher's answers through the synthesis machinery: cache, ledger, limits, privacy guard.
 
     Returns the predictions and what it cost and sent: {"spend_usd", "calls", "cached", "egress"}.
     """
-    from assay.curation.synth.pii import Guard
+    from assay.curation.synth.pii import guard_for
     from assay.curation.synth.tasks import Prompt, get_task
     from assay.curation.synth.contract import Request
     from assay.curation.synth.faults import ANSWERED
     from assay.curation.synth.registry import get_teacher
 
     teacher = get_teacher(contestant.spec)
-    guard = Guard(allow_cloud_pii=False)
+    guard = guard_for(privacy)  # the synthesis's own settings: a note is redacted as it was there
     task = get_task(suite.task)
     requests = []
     for ex in examples:

@@ -68,6 +68,7 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
                    suite.prompt.instruction if suite.prompt.instruction != "from_training" else
                    training_instruction(suite.task, train_version) or _task_instruction(suite, train_version))
     labels = _labels(suite, train_version)
+    privacy = recorded_synth(train_version)  # how synthesis sent these notes out: the eval sends them the same way
     warnings += lineage.contamination(examples, train_version)
 
     cache = PredictionCache(project.db())
@@ -78,7 +79,7 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
         advance = track(f"predict {c.label}", len(examples))
         if c.kind in ("teacher", "rule"):
             predictions[c.key], spend[c.key] = predict_teacher(
-                c, suite, examples, instruction, project=project, labels=labels,
+                c, suite, examples, instruction, project=project, privacy=privacy, labels=labels,
                 budget_usd=suite.judge.budget_usd, progress=advance)
         else:
             predictions[c.key] = predict_model(c, suite, examples, instruction, cache=cache, labels=labels,
@@ -122,7 +123,8 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
     if suite.judge.teacher:  # pairwise preference by a judge teacher, cached and budgeted (evals/judge.py)
         from assay.evals.judge import judge_run
         judged, spend[f"judge:{suite.judge.teacher}"] = judge_run(suite, examples, contestants, predictions,
-                                                                  instruction, project=project, progress=track)
+                                                                  instruction, project=project, privacy=privacy,
+                                                                  progress=track)
 
     results = {
         "schema": 1,
@@ -302,12 +304,31 @@ def _task_instruction(suite: SuiteConfig, version) -> str:
 
 
 def _labels(suite: SuiteConfig, version):
+    """The classify labels the candidate was taught: the labels config of the synthesis that labeled its
+    dataset (followed through review and later versions), resolved by LabelsConfig.resolve as synthesis did."""
     if suite.task != "classify":
         return None
-    from assay.curation.synth.tasks import Labels
+    import polars as pl
 
-    cats = sorted(c for c in version.data()["category"].unique().to_list() if c) if version is not None else []
-    return Labels(tuple(cats), ("low", "medium", "high"), ("work", "personal"))
+    return recorded_synth(version).labels.resolve(version.data() if version is not None else pl.DataFrame())
+
+
+def recorded_synth(version, depth: int = 32):
+    """The labels and privacy settings (allow_cloud_pii, phone_regions) of the synthesis nearest in a version's
+    lineage (followed through review and later versions), as a SynthConfig; the defaults when none labeled it."""
+    from assay.curation.synth.config import SynthConfig
+
+    store = DatasetStore(version.path.parent.parent) if version is not None else None
+    while version is not None and depth > 0:
+        manifest = version.manifest
+        config = manifest.get("config") or {}
+        if manifest.get("step") == "synth":
+            return SynthConfig.model_validate({k: config[k] for k in ("labels", "allow_cloud_pii", "phone_regions")
+                                               if k in config})
+        parents = manifest.get("parents") or []
+        version = _version_or_none(store, parents[0]) if parents else None
+        depth -= 1
+    return SynthConfig()
 
 
 def _why_missing(metric: str, c: Contestant, teacher: str | None) -> str:

@@ -180,7 +180,10 @@ def test_demo_killed_during_training_resumes_and_ends_with_a_report_whose_counts
         data.height, trainable.filter(pl.col("split").is_in(["train", "validation"])).height)
     (folder,) = (home / "reports").glob("notes-student-v1.0.0-summarize-*")  # one eval run: one folder
     results = json.loads((folder / "results.json").read_text())
-    assert len(results["examples"]) == 6 and results["verdict"]["decision"] in ("SHIP", "NO-SHIP")
+    # 6 steps on rule:lead labels, answers cut at 24 tokens: no student here can be clearly better than its base
+    # on 6 notes, so the verdict is known, and it is the one the run's own rules give
+    assert len(results["examples"]) == 6 and results["verdict"]["decision"] == "NO-SHIP"
+    assert any(not rule["passed"] for rule in results["verdict"]["rules"])
     assert (folder / "index.html").stat().st_size > 10_000
     assert f"verdict: {results['verdict']['decision']}" in out
 

@@ -136,6 +136,13 @@ class Vault:
 
 # -- the privacy guard: what leaves the machine, redacted unless allowed
 
+def guard_for(cfg) -> "Guard":
+    """The one place a Guard is built: from a synth config's privacy settings (allow_cloud_pii,
+    phone_regions). Synthesis passes its own config; an eval, the one recorded by the synthesis that labeled
+    the candidate's data (evals.run.recorded_synth), so a note leaves the machine the same way in both."""
+    return Guard(cfg.allow_cloud_pii, tuple(cfg.phone_regions))
+
+
 class Guard:
     """Per run: redacts what goes to remote teachers (one vault per note), restores what comes back,
     and remembers which notes left the machine, to which teacher, redacted or not."""

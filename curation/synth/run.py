@@ -33,7 +33,7 @@ from assay.curation.synth.bookkeeping import Calls
 from assay.curation.synth.config import ALIASES, SynthConfig
 from assay.curation.synth.contract import MissingKeyError, Reply, Request, Teacher
 from assay.curation.synth.limits import Limits
-from assay.curation.synth.pii import Guard, fill_surrogates
+from assay.curation.synth.pii import Guard, fill_surrogates, guard_for
 from assay.curation.synth.prices import PriceTable
 from assay.curation.synth.registry import get_teacher
 from assay.curation.synth.runner import estimate, open_state, run_requests
@@ -157,7 +157,7 @@ def synth(ref: str, cfg: SynthConfig, *, store: DatasetStore, project: Project |
     prompt = Prompt(_labels(cfg, df) if task.name == "classify" else None, cfg.qa_pairs)
     strategy = get_strategy(cfg.select)
     session = Session(cfg, project, track, teachers)
-    guard = Guard(cfg.allow_cloud_pii, tuple(cfg.phone_regions))
+    guard = guard_for(cfg)
     max_tokens = cfg.max_tokens or task.max_tokens
 
     work, consumed = _work_rows(df, task, cfg)

@@ -333,6 +333,7 @@ def test_batch_mode_goes_through_the_batch_api_and_is_cached_like_any_call(remot
 def test_eval_asks_a_teacher_nothing_it_answered_during_synth(remote, tmp_path):
     """`assay eval --against teacher:SPEC` reads the replies synth paid for: same request, same cache key."""
     from assay.evals.predict import Contestant, predict_teacher
+    from assay.evals.run import recorded_synth
     from assay.evals.suite import load_examples, load_suite
 
     store = DatasetStore(tmp_path / "datasets")
@@ -350,9 +351,41 @@ def test_eval_asks_a_teacher_nothing_it_answered_during_synth(remote, tmp_path):
     examples, _ = load_examples(suite, store=store)
     assert sorted(e.note_id for e in examples) == sorted(n for n, _, _ in NOTES)
     teacher = Contestant(f"teacher:{spec}", spec, "teacher", f"teacher:{spec}", spec=spec)
-    predictions, spent = predict_teacher(teacher, suite, examples, "", project=project)
+    predictions, spent = predict_teacher(teacher, suite, examples, "", project=project,
+                                         privacy=recorded_synth(labeled))
     assert len(remote.bodies) == asked  # nothing new reached the provider
     assert (spent["calls"], spent["cached"], spent["spend_usd"]) == (0, len(NOTES), 0)
     candidates = labeled.table("candidates").filter(pl.col("teacher") == spec)
     paid = dict(zip(candidates["note_id"], candidates["output"]))
     assert [p.text for p in predictions] == [paid[e.note_id] for e in examples]  # the same answers, parsed alike
+
+
+def test_a_note_reaches_a_remote_teacher_byte_identical_from_synth_and_from_an_eval(remote, tmp_path):
+    """One guard config: the eval redacts a note as the synthesis that labeled the data did. With synthesis's
+    phone_regions [JP], a German number is no phone number and goes out as written; the eval used to build its
+    guard with the default regions, redact it, and send a different request (a new, paid call)."""
+    from assay.evals.predict import Contestant, predict_teacher
+    from assay.evals.run import recorded_synth
+    from assay.evals.suite import load_examples, load_suite
+
+    store = DatasetStore(tmp_path / "datasets")
+    text = "Call the clinic on 030 1234567 before noon. Ask Priya for the referral letter first."
+    df = notes_frame([{"note_id": "p1", "title": None, "text": text, "category": "health", "origin": "export",
+                       "synthetic": False}]).with_columns(pl.lit("test").alias("split"))
+    version = store.write("notes", df, step="curate", config={}, gaps=[])
+    project = Project(tmp_path)
+    spec = "anthropic:claude-haiku-4-5"
+    labeled = synth(version.ref, SynthConfig(teachers=["rule:lead", spec], limits=FAST, phone_regions=["JP"]),
+                    store=store, project=project).version
+    (sent,) = [json.dumps(b["messages"], sort_keys=True) for b in remote.bodies]
+    assert "030 1234567" in sent and "Priya" not in sent  # the name redacted, the number (not one in JP) not
+
+    suite = load_suite("summarize-test", [f"data.dataset={labeled.ref}"])
+    examples, _ = load_examples(suite, store=store)
+    teacher = Contestant(f"teacher:{spec}", spec, "teacher", f"teacher:{spec}", spec=spec)
+    _, spent = predict_teacher(teacher, suite, examples, "", project=project, privacy=recorded_synth(labeled))
+    assert (spent["calls"], spent["cached"]) == (0, 1) and len(remote.bodies) == 1  # the same request: cached
+
+    _, spent = predict_teacher(teacher, suite, examples, "", project=project, privacy=SynthConfig())
+    (_, default_body) = [json.dumps(b["messages"], sort_keys=True) for b in remote.bodies]
+    assert spent["calls"] == 1 and "030 1234567" not in default_body  # other settings: another request
