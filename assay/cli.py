@@ -183,7 +183,7 @@ def models_list() -> None:
     from assay.models import list_models
     from assay.project import Project
     from assay.evals.lineage import verdicts
-    from assay.training.registry import list_models as registered
+    from assay.registry import list_models as registered
 
     show_catalogue(console, list_models())
     project = Project.current()

@@ -29,6 +29,7 @@ def eval_cmd(
     from assay.project import Project
     from assay.runlog import run_log
     from assay.evals.gate import EXIT_NO_SHIP, NO_SHIP, load_gate
+    from assay.evals.report import write_report
     from assay.evals.run import evaluate
     from assay.evals.suite import load_suite
 
@@ -38,6 +39,7 @@ def eval_cmd(
     term = Console(file=sys.stdout)  # bound now: inside run_log sys.stdout is the log (as in `assay run`)
     with run_log(Project.current(), verbose=verbose) as log_path, progress_tracker(term) as track:
         run = evaluate(cfg, model, against=baselines, gate=rules, track=track)
+        write_report(run.results, run.folder)
     show_eval(run.results, run.folder, term)
     term.print(f"log: {log_path}", highlight=False)
     if run.verdict == NO_SHIP:

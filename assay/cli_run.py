@@ -154,7 +154,7 @@ def show_stage(term: Console, project, row, always: bool = False) -> None:
         version = DatasetStore(project.datasets).get(ref)
         show_synth_run(term, SynthRun(version, {}, version.manifest))
     elif row.stage == "train":
-        from assay.training import registry
+        from assay import registry
 
         show_model_version(term, registry.get(project, ref))
     elif row.stage == "eval":

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assay import shipped
 from assay.errors import AssayError, ConfigError
-from assay.stage import Context, Manifest, find, fingerprint, history, publish, code_version
-from assay.stages import ORDER, STAGES, input_of
+from assay.stage import Context, Manifest, find, fingerprint, history, publish
+from assay.stages import ORDER, STAGES, code_of, input_of
 
 
 
@@ -227,7 +227,7 @@ def run_stage(name: str, section, source: list[str], ctx: Context, *, dry_run: b
     started = time.time()
     typed, hashed = stage.configure(section, source, ctx)
     inputs = [input_of(ref, ctx) for ref in source]
-    fp, config_hash = fingerprint(name, inputs, hashed)
+    fp, config_hash = fingerprint(name, inputs, hashed, code_of(name))
     found, problem = (None, None) if (stage.always_run or force) else find(ctx, fp)
     if found is not None:
         return Row(name, "would reuse" if dry_run else "reused", time.time() - started, found,
@@ -241,7 +241,7 @@ def run_stage(name: str, section, source: list[str], ctx: Context, *, dry_run: b
         return Row(name, "would run", why=why)
     outcome = stage.run(source, typed, replace(ctx, fingerprint=fp))
     manifest = publish(ctx, Manifest(
-        stage=name, fingerprint=fp, inputs=inputs, config_hash=config_hash, code_version=code_version(),
+        stage=name, fingerprint=fp, inputs=inputs, config_hash=config_hash, code_version=code_of(name),
         output=outcome.output, rows_in=outcome.rows_in, rows_out=outcome.rows_out, spend_usd=outcome.spend_usd,
         verdict=outcome.verdict, seconds=round(time.time() - started, 1), notes=outcome.notes))
     return Row(name, "ran", manifest.seconds, manifest, why=why)
@@ -260,6 +260,6 @@ def _why_run(ctx: Context, name: str, inputs, config_hash: str, always: bool) ->
         changed.append("input changed")
     if last.config_hash != config_hash:
         changed.append("config changed")
-    if last.code_version != code_version():
+    if last.code_version != code_of(name):
         changed.append("code changed")  # both versions are in the manifests
     return ", ".join(changed) or "the earlier output is gone"

@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 
 from assay.project import Project
 from assay.redact import mask_urls_in
-from assay.shipped import folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stage_runs (
@@ -32,27 +31,6 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     created_at TEXT NOT NULL
 )
 """
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """The installed assay's version plus a digest of its source (Python files and templates), so outputs
-    of another release, or of edited code in a checkout, are not reused."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        release = version("assay")
-    except PackageNotFoundError:
-        release = "0+unknown"
-    roots = {name: folder(name) for name in ("assay", "curation", "training", "evals")}
-    h = hashlib.sha256()
-    for name, root in roots.items():
-        inner = [r for r in roots.values() if r != root and r.is_relative_to(root)]  # a wheel nests them
-        for path in sorted(root.rglob("*")):
-            if path.suffix in (".py", ".j2", ".html", ".js", ".css") and "__pycache__" not in path.parts \
-                    and not any(path.is_relative_to(r) for r in inner):
-                h.update(f"{name}/{path.relative_to(root).as_posix()}".encode() + b"\0" + path.read_bytes() + b"\0")
-    return f"{release}+src.{h.hexdigest()[:12]}"
 
 
 def digest(obj: Any) -> str:
@@ -95,7 +73,7 @@ class Manifest(BaseModel):
     inputs: list[Input]
     config_hash: str
     code_version: str
-    output: str | None = None  # a reference: dataset:NAME@vN, model:NAME@vX.Y.Z, report:FOLDER, argilla:NAME
+    output: str | None = None  # dataset:NAME@vN, model:NAME@vX.Y.Z, results:FOLDER, report:FOLDER, argilla:NAME
     rows_in: int | None = None
     rows_out: int | None = None
     spend_usd: float = 0.0
@@ -120,10 +98,10 @@ def _output_root(project: Project, ref: str) -> Path | None:
 
         return DatasetStore(project.datasets).get(rest).path
     if kind == "model":
-        from assay.training import registry
+        from assay import registry
 
         return registry.get(project, rest).path
-    return Path(rest) if kind in ("report", "export") else None
+    return Path(rest) if kind in ("report", "results", "export") else None
 
 
 def _sealed_files(project: Project, ref: str | None) -> tuple[Path, list[Path]] | None:
@@ -131,7 +109,7 @@ def _sealed_files(project: Project, ref: str | None) -> tuple[Path, list[Path]] 
     root = None if ref is None else _output_root(project, ref)
     if root is None:
         return None
-    if split_ref(ref)[0] == "report":
+    if split_ref(ref)[0] in ("report", "results"):
         return root, [root / "results.json"]
     if root.is_file():
         return root.parent, [root]
@@ -196,10 +174,10 @@ def changed_since_published(project: Project, manifest: Manifest) -> str | None:
     return f"its output {manifest.output} changed since it was written (content hash differs)"
 
 
-def fingerprint(stage: str, inputs: list[Input], config: Any) -> tuple[str, str]:
-    """(fingerprint, config hash) of a stage run."""
+def fingerprint(stage: str, inputs: list[Input], config: Any, code: str) -> tuple[str, str]:
+    """(fingerprint, config hash) of a stage run; `code` is the stage's own code version (stages.code_of)."""
     config_hash = digest(config)
-    return digest([stage, [(i.ref, i.hash) for i in inputs], config_hash, code_version()]), config_hash
+    return digest([stage, [(i.ref, i.hash) for i in inputs], config_hash, code]), config_hash
 
 
 @dataclass
@@ -283,6 +261,8 @@ def output_exists(project: Project, ref: str | None) -> bool:
         return False
     if root is None:
         return True
-    if split_ref(ref)[0] == "report":
+    if split_ref(ref)[0] == "results":  # an eval run
+        return (root / "results.json").is_file()
+    if split_ref(ref)[0] == "report":  # its page
         return (root / "results.json").is_file() and (root / "index.html").is_file()
     return root.is_dir() if split_ref(ref)[0] == "model" else root.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -81,11 +82,11 @@ def input_of(ref: str, ctx: Context) -> Input:
         version = DatasetStore(ctx.project.datasets).get(rest)
         return Input(ref=f"dataset:{version.ref}", hash=version.manifest["content_hash"])
     if kind == "model":
-        from assay.training import registry
+        from assay import registry
 
         m = registry.get(ctx.project, rest)
         return Input(ref=f"model:{m.ref}", hash=digest([m.ref, m.created_at, m.dataset_hash]))
-    if kind == "report":
+    if kind in ("report", "results"):
         return Input(ref=ref, hash=file_hash(Path(rest) / "results.json"))
     return Input(ref=ref, hash=digest(ref))
 
@@ -280,7 +281,7 @@ def _eval(inputs: list[str], cfg, ctx: Context) -> Outcome:
     suite, gate, against = cfg
     run = evaluate(suite, _ref(inputs[0]), against=against, gate=gate, project=ctx.project, track=ctx.track)
     spend = sum(line["spend_usd"] for line in run.results["lineage"].get("eval_teacher_calls", {}).values())
-    return Outcome(f"report:{run.folder}", rows_in=len(run.results["examples"]), verdict=run.verdict,
+    return Outcome(f"results:{run.folder}", rows_in=len(run.results["examples"]), verdict=run.verdict,
                    spend_usd=spend, notes=[run.results["verdict"].get("summary", "")])
 
 
@@ -309,3 +310,19 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("report", ("eval",), _report_cfg, _report),
 )}
 ORDER = list(STAGES)
+
+
+@lru_cache(maxsize=None)
+def code_of(name: str) -> str:
+    """The code version of one stage: the installed release plus a digest of the source its functions run
+    (assay/codeversion.py), so an edit reruns only the stages whose code it touches."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from assay.codeversion import version_of
+
+    try:
+        release = version("assay")
+    except PackageNotFoundError:
+        release = "0+unknown"
+    stage = STAGES[name]
+    return version_of([f for f in (stage.configure, stage.run, stage.check) if f is not None], release)

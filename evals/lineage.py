@@ -140,7 +140,7 @@ def _this_machine() -> str:
 
 def trend(project: Project, candidate, suite, current: float | None, previous: float | None) -> list[dict]:
     """The headline metric of every registered version of the model, on this suite version."""
-    from assay.training import registry
+    from assay import registry
 
     with project.db() as conn:
         conn.execute(EVAL_RUNS)
@@ -172,7 +172,7 @@ def record_verdict(project: Project, candidate, results: dict, folder: Path) -> 
         conn.execute("INSERT OR REPLACE INTO eval_runs VALUES (?,?,?,?,?,?,?,?,?)",
                      (results["run_id"], candidate.name, candidate.version, suite["key"], suite["headline"], value,
                       decision, str(folder), datetime.now(timezone.utc).isoformat(timespec="seconds")))
-    from assay.training.registry import set_verdict
+    from assay.registry import set_verdict
 
     set_verdict(project, candidate.ref, decision, folder / "index.html")
     _update_card(Path(candidate.path), project)

@@ -47,7 +47,7 @@ class EvalRun:
 
 def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = None, gate: GateConfig | None = None,
              project: Project | None = None, track: Track | None = None) -> EvalRun:
-    from assay.training import registry
+    from assay import registry
 
     project = project or Project.current()
     track = track or (lambda _d, _t: (lambda _n=1: None))
@@ -187,16 +187,14 @@ def _unanswered(predictions: list[Prediction]) -> dict:
 
 
 def save(project: Project, results: dict) -> Path:
-    """results.json and index.html into reports/<run>/, each written to a temp file and renamed; teacher
-    specs (contestant keys, the judge, the suite config) written with their URLs' credentials masked."""
-    from assay.evals.report import write_report
-
+    """results.json into reports/<run>/, written to a temp file and renamed; teacher specs (contestant keys,
+    the judge, the suite config) written with their URLs' credentials masked. The page (index.html) is the
+    report's: `assay eval` and the pipeline's report stage render it, so a template edit reruns only that."""
     folder = run_folder(project, results["run_id"])
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".results.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(mask_urls_in(results), ensure_ascii=False, default=str), encoding="utf-8")
     os.replace(tmp, folder / "results.json")
-    write_report(results, folder)
     return folder
 
 
@@ -244,7 +242,7 @@ def _is_file(path: Path) -> bool:
 # ---------------------------------------------------------------- who is compared
 
 def _contestants(project: Project, candidate, against: list[str]) -> tuple[list[Contestant], list[str]]:
-    from assay.training import registry
+    from assay import registry
 
     found = [Contestant("candidate", candidate.ref, "candidate", f"{candidate.ref}@{candidate.created_at}",
                         folder=candidate.path)]

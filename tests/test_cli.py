@@ -67,7 +67,7 @@ def test_pipeline_summary_keeps_versions_and_verdicts_whole_at_80_columns():
 def test_models_list_reads_at_80_columns(tmp_path):
     """Versions, datasets and figures stay whole in an 80-column terminal (they folded into one-letter columns)."""
     from assay.project import Project
-    from assay.training.registry import register
+    from assay.registry import register
 
     metrics = {"train_loss": 1.5, "steps": 40, "best_step": 30, "vs_base": "better", "validation_rouge_l": 25.31,
                "base_validation_rouge_l": 17.12, "gate_rules_passed": 1, "gate_rules_checked": 2,

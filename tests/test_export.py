@@ -66,7 +66,7 @@ def train_adapter(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, assay_cache) -> Project:
-    from assay.training import registry
+    from assay import registry
 
     project = Project(tmp_path_factory.mktemp("export-proj"))
 

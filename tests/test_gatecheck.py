@@ -115,7 +115,7 @@ def test_the_kept_checkpoint_is_the_gates_choice_not_the_best_rouge(tmp_path, as
     terminal, card and metrics say which rules pass; library output stays in the run log."""
     from assay import training
     from assay.project import Project
-    from assay.training import registry
+    from assay import registry
     from assay.training.common import read_log
 
     write_notes(tmp_path)

@@ -228,7 +228,7 @@ def test_out_of_memory_names_the_knobs():
 
 
 def test_semantic_versions():
-    from assay.training.registry import ModelVersion, next_version
+    from assay.registry import ModelVersion, next_version
 
     assert next_version(None, base_model="b", architecture="a", dataset="d@v1", dataset_hash="h") == "v1.0.0"
     parent = ModelVersion("m", "v1.2.3", Path("."), None, "sft", "b", "a", "d@v1", "h", [], {}, 0, "cpu", 0, "")
@@ -240,7 +240,7 @@ def test_semantic_versions():
 
 
 def test_registry_writes_atomically_and_lists(tmp_path):
-    from assay.training.registry import list_models, register
+    from assay.registry import list_models, register
 
     project = Project(tmp_path)
     common = dict(recipe="sft", base_model="b", architecture="a", dataset="d@v1", dataset_hash="h",
@@ -348,7 +348,7 @@ def sft_version(project):
 @pytest.mark.slow
 def test_sft_run_writes_a_complete_registered_version(project, sft_version):
     from assay.training.common import read_log
-    from assay.training.registry import list_models
+    from assay.registry import list_models
 
     path = sft_version.path
     assert path == project.models / "tiny" / "v1.0.0" and sft_version.parent is None

@@ -15,7 +15,7 @@ from assay.config import load_config
 from assay.errors import ConfigError, NotFoundError
 from assay.project import Project
 from assay.training.config import RECIPES, DistillRunConfig, SFTRunConfig
-from assay.training.registry import ModelVersion, list_models
+from assay.registry import ModelVersion, list_models
 
 __all__ = ["load", "run", "list_models", "ModelVersion", "SFTRunConfig", "DistillRunConfig"]
 

@@ -30,7 +30,7 @@ from assay.training.common import TrainingError, load_base
 from assay.training.config import DistillRunConfig, ModelSection
 from assay.training.data import IGNORE, load_splits
 from assay.training.head import CompletionOutput, RecipeTrainer, add_completion_head, supports_completion_head
-from assay.training.registry import ModelVersion
+from assay.registry import ModelVersion
 
 
 def train(cfg: DistillRunConfig, *, project: Project | None = None, resume: bool = False) -> ModelVersion:

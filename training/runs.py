@@ -19,7 +19,7 @@ import yaml
 
 from assay.project import Project
 from assay.store import Version
-from assay.training import registry
+from assay import registry
 from assay.training.common import (cut_log, from_main_process, is_main_process, library_versions, read_log,
                              wait_for_everyone)
 

@@ -24,7 +24,7 @@ from assay.training.common import (architecture, device_name, is_main_process, i
 from assay.training.config import DistillRunConfig, SFTRunConfig
 from assay.training.data import encode, load_splits, refuse_small, to_examples
 from assay.training.memory import plan_batch, plan_steps
-from assay.training.registry import ModelVersion
+from assay.registry import ModelVersion
 from assay.training.versus import from_log
 
 

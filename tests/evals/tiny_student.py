@@ -39,7 +39,7 @@ def train_adapter(folder: Path, steps: int = 4) -> None:
 
 
 def register_student(project: Project, name: str = "notes-student"):
-    from assay.training import registry
+    from assay import registry
 
     def fill(folder: Path, version: str, parent: str | None) -> None:
         train_adapter(folder)

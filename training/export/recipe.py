@@ -114,7 +114,7 @@ def _guard(stage: str, step: Callable[[], Any]) -> Any:
 
 def resolve(project: Project, ref: str) -> tuple[Path, str]:
     """The version folder and its label: a registered name[@version], or a path to a version folder."""
-    from assay.training import registry
+    from assay import registry
 
     path = Path(ref).expanduser()
     if path.is_dir() and (os.sep in ref or ref.startswith(".")):
