@@ -7,7 +7,7 @@ export ASSAY_CACHE ?= $(HOME)/.cache/assay
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: system install demo test bench bench-results clean
+.PHONY: system install demo test lint bench bench-results clean
 
 # Debian packages (chromium for the browser tests, redis-server for the embedded Argilla, python3.11)
 system:
@@ -27,8 +27,16 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/assay demo
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# ruff, then the layer contract of pyproject.toml on an installed copy (the folders are subpackages of assay
+# only once installed; build/ is setuptools' own scratch folder, emptied first so no stale file goes in)
+lint: install
+	$(BIN)/ruff check .
+	rm -rf build
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --target build/layers .
+	cd build/layers && ../../$(BIN)/lint-imports --config ../../pyproject.toml  # from there: it looks in the working folder first
 
 # Every benchmark the issues name; each prints its ratios against a baseline run in the same process and
 # records them in benchmarks/results/NAME.json, which benchmarks/results.py compiles into benchmarks/RESULTS.md.
