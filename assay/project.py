@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assay.errors import StoreError
+from assay.schema import ensure
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Project:
         """The project's SQLite state (teacher cache, spend ledger, model registry).
 
         WAL mode and a busy timeout let a second process read while a run writes;
-        each caller creates its own tables with CREATE TABLE IF NOT EXISTS.
+        every table is created and migrated in one place, assay/schema.py.
         """
         self.state.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.state / "state.db", timeout=30, isolation_level=None)
@@ -66,6 +67,14 @@ class Project:
                 time.sleep(0.05)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.row_factory = sqlite3.Row
+        try:
+            ensure(conn)  # every table, at this release's schema version (assay/schema.py)
+        except BaseException as e:
+            conn.close()
+            if isinstance(e, sqlite3.OperationalError) and "readonly" in str(e):
+                raise StoreError(f"{self.state / 'state.db'}: cannot write the project's state ({e}); "
+                                 "is the project folder writable?") from None
+            raise
         return conn
 
     @contextmanager

@@ -24,30 +24,6 @@ from assay.project import Project
 
 SEMVER_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_registry (
-    name TEXT NOT NULL,
-    version TEXT NOT NULL,
-    parent TEXT,
-    recipe TEXT NOT NULL,
-    base_model TEXT NOT NULL,
-    architecture TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    dataset_hash TEXT NOT NULL,
-    teachers TEXT NOT NULL,
-    path TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    config TEXT NOT NULL,
-    wall_time_s REAL NOT NULL,
-    device TEXT NOT NULL,
-    cost_usd REAL NOT NULL,
-    created_at TEXT NOT NULL,
-    verdict TEXT,
-    report TEXT,
-    PRIMARY KEY (name, version)
-)
-"""
-LATER_COLUMNS = ("verdict", "report")  # the latest eval's decision and report, set by `assay eval`
 
 
 @dataclass(frozen=True)
@@ -76,13 +52,7 @@ class ModelVersion:
 
 
 def _connect(project: Project) -> sqlite3.Connection:
-    conn = project.db()
-    conn.execute(SCHEMA)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(model_registry)")}
-    for column in LATER_COLUMNS:  # registries written before these columns existed
-        if column not in have:
-            conn.execute(f"ALTER TABLE model_registry ADD COLUMN {column} TEXT")
-    return conn
+    return project.db()  # its tables are assay/schema.py's
 
 
 def _key(version: str) -> tuple[int, int, int]:

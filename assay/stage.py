@@ -13,7 +13,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,15 +21,6 @@ from pydantic import BaseModel, Field
 from assay.project import Project
 from assay.redact import mask_urls_in
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stage_runs (
-    fingerprint TEXT PRIMARY KEY,
-    stage TEXT NOT NULL,
-    output TEXT,
-    manifest TEXT NOT NULL,
-    created_at TEXT NOT NULL
-)
-"""
 
 
 def digest(obj: Any) -> str:
@@ -207,9 +197,7 @@ class Context:
 
 
 def _connect(project: Project):
-    conn = project.db()
-    conn.execute(SCHEMA)
-    return conn
+    return project.db()  # its tables are assay/schema.py's
 
 
 def find(ctx: Context, fp: str) -> tuple[Manifest | None, str | None]:

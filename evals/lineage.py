@@ -17,20 +17,6 @@ import yaml
 from assay.errors import AssayError
 from assay.project import Project
 
-EVAL_RUNS = """
-CREATE TABLE IF NOT EXISTS eval_runs (
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    version TEXT NOT NULL,
-    suite_key TEXT NOT NULL,
-    headline TEXT NOT NULL,
-    value REAL,
-    decision TEXT NOT NULL,
-    path TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (run_id)
-)
-"""
 CARD_BEGIN, CARD_END = "<!-- assay:evals -->", "<!-- /assay:evals -->"
 
 
@@ -143,7 +129,6 @@ def trend(project: Project, candidate, suite, current: float | None, previous: f
     from assay import registry
 
     with project.db() as conn:
-        conn.execute(EVAL_RUNS)
         # same examples, prompt and generation (suite key) and the same headline metric: a value of another
         # metric or of other examples is never drawn on this line
         rows = conn.execute("SELECT version, value, run_id FROM eval_runs WHERE name = ? AND suite_key = ? "
@@ -168,7 +153,6 @@ def record_verdict(project: Project, candidate, results: dict, folder: Path) -> 
     value = results["scores"]["candidate"].get(suite["headline"])
     decision = results["verdict"]["decision"]
     with project.db() as conn:
-        conn.execute(EVAL_RUNS)
         conn.execute("INSERT OR REPLACE INTO eval_runs VALUES (?,?,?,?,?,?,?,?,?)",
                      (results["run_id"], candidate.name, candidate.version, suite["key"], suite["headline"], value,
                       decision, str(folder), datetime.now(timezone.utc).isoformat(timespec="seconds")))
@@ -180,7 +164,6 @@ def record_verdict(project: Project, candidate, results: dict, folder: Path) -> 
 
 def verdicts(project: Project, name: str, version: str) -> list[dict]:
     with project.db() as conn:
-        conn.execute(EVAL_RUNS)
         rows = conn.execute("SELECT * FROM eval_runs WHERE name = ? AND version = ? ORDER BY created_at",
                             (name, version)).fetchall()
     return [dict(r) for r in rows]

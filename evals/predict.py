@@ -17,17 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from assay.evals.suite import Example, SuiteConfig
+from assay.schema import ensure
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS eval_predictions (
-    model_key TEXT NOT NULL,
-    suite_key TEXT NOT NULL,
-    example_key TEXT NOT NULL,
-    record TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (model_key, suite_key, example_key)
-)
-"""
 QA_INSTRUCTION = "Answer the question about this note in a few words."
 
 
@@ -66,7 +57,7 @@ class PredictionCache:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
         self.generated: dict[str, int] = {}  # per model key: predictions made (not read from the cache) here
-        conn.execute(SCHEMA)
+        ensure(conn)
 
     def get(self, model_key: str, suite_key: str, keys: list[str]) -> dict[str, Prediction]:
         found = {}

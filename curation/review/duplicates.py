@@ -60,10 +60,6 @@ def push_duplicates(version: Version, client, workspace: str, min_submitted: int
 
 DECISION_SCHEMA = {"note_id_a": pl.String, "note_id_b": pl.String, "decision": pl.String, "keep": pl.String,
                    "votes": pl.String, "reviewers": pl.String, "argilla_dataset": pl.String, "pulled_at": pl.String}
-_TABLE = """CREATE TABLE IF NOT EXISTS duplicate_reviews (
-    note_id_a TEXT NOT NULL, note_id_b TEXT NOT NULL, decision TEXT NOT NULL, keep TEXT, votes TEXT NOT NULL,
-    reviewers TEXT NOT NULL, argilla_dataset TEXT NOT NULL, pulled_at TEXT NOT NULL,
-    PRIMARY KEY (note_id_a, note_id_b))"""
 
 
 def resolve(votes: Counter, a: str, b: str) -> tuple[str, str | None]:
@@ -105,7 +101,6 @@ def pull_duplicates(store: DatasetStore, ref: str, client, project) -> dict:
         rows.append((a, b, decision, keep, json.dumps(dict(sorted(votes.items()))), json.dumps(sorted(by_user)),
                      name, now))
     with contextlib.closing(project.db()) as conn:
-        conn.execute(_TABLE)
         conn.execute("BEGIN")  # all answers of one pull or none
         conn.executemany("INSERT OR REPLACE INTO duplicate_reviews VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
@@ -118,7 +113,6 @@ def load_decisions(project) -> pl.DataFrame | None:
     if not (project.state / "state.db").exists():
         return None
     with contextlib.closing(project.db()) as conn:
-        conn.execute(_TABLE)
         rows = [tuple(r) for r in conn.execute(f"SELECT {', '.join(DECISION_SCHEMA)} FROM duplicate_reviews "
                                                "ORDER BY note_id_a, note_id_b")]
     return pl.DataFrame(rows, schema=DECISION_SCHEMA, orient="row") if rows else None

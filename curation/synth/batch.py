@@ -28,30 +28,14 @@ from assay.curation.synth.leases import Shared, running
 from assay.curation.synth.ledger import Ledger
 from assay.curation.synth.prices import max_input_tokens
 from assay.curation.synth.registry import MAX_PER_BATCH, PROVIDERS
+from assay.schema import ensure
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS synth_batches (
-        submission_id TEXT PRIMARY KEY,
-        batch_id TEXT,
-        teacher TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        n INTEGER NOT NULL,
-        status TEXT NOT NULL          -- submitting, open, done, failed, lost
-    )""",
-    """CREATE TABLE IF NOT EXISTS synth_batch_items (
-        submission_id TEXT NOT NULL,
-        key TEXT NOT NULL,
-        PRIMARY KEY (submission_id, key)
-    )""",
-    "CREATE INDEX IF NOT EXISTS synth_batch_items_key ON synth_batch_items(key)",
-)
 
 
 class BatchStore:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        for statement in SCHEMA:
-            conn.execute(statement)
+        ensure(conn)
 
     def intent(self, teacher: str, keys: list[str]) -> str:
         submission = uuid.uuid4().hex[:16]

@@ -17,23 +17,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from assay.curation.synth.contract import Reply, Request
+from assay.schema import ensure
 
 KEY_VERSION = 1
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS synth_cache (
-    key TEXT PRIMARY KEY,
-    teacher TEXT NOT NULL,
-    text TEXT,
-    finish_reason TEXT NOT NULL,
-    error TEXT,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    cost_known INTEGER NOT NULL,
-    created_at REAL NOT NULL
-)
-"""
 
 
 def cache_key(provider: str, model: str, request: Request) -> str:
@@ -64,7 +51,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 class Cache:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        conn.execute(SCHEMA)
+        ensure(conn)
 
     def get_many(self, keys: list[str]) -> dict[str, Reply]:
         found: dict[str, Reply] = {}

@@ -24,26 +24,8 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from assay.curation.synth.cache import transaction
+from assay.schema import ensure
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS synth_runs (
-        run_id TEXT PRIMARY KEY,
-        pool TEXT NOT NULL,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        started REAL NOT NULL,
-        expires REAL NOT NULL,
-        active INTEGER NOT NULL,       -- run_requests calls of this run now going (0: ended)
-        spent REAL NOT NULL DEFAULT 0, -- settled costs, uncertain faults at their reserved worst case
-        held REAL NOT NULL DEFAULT 0   -- worst-case costs reserved for calls in flight
-    )""",
-    "CREATE INDEX IF NOT EXISTS synth_runs_pool ON synth_runs(pool)",
-    """CREATE TABLE IF NOT EXISTS synth_leases (
-        key TEXT PRIMARY KEY,          -- a synth_cache key being answered
-        run_id TEXT NOT NULL,
-        since REAL NOT NULL
-    )""",
-)
 TTL_S = 60.0  # a run not heard from for this long is dead, wherever it runs
 HOST = socket.gethostname()
 
@@ -76,8 +58,7 @@ class Shared:
         self.conn, self.run_id, self.ttl_s = conn, run_id, ttl_s
         self.pool = ""
         self.claimed: set[str] = set()  # this call's leases (calls of one run id may run side by side)
-        for statement in SCHEMA:
-            conn.execute(statement)
+        ensure(conn)
 
     def start(self) -> None:
         """Register this run (again) and join the pool of the live runs, or open one."""

@@ -15,29 +15,8 @@ import time
 from dataclasses import dataclass
 
 from assay.curation.synth.contract import Reply
+from assay.schema import ensure
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS synth_ledger (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    run_id TEXT NOT NULL,
-    teacher TEXT NOT NULL,
-    key TEXT,
-    mode TEXT NOT NULL,          -- sync, batch, dry_run
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,        -- sent, ok, failed, cache_hit, batch_submitted
-    finish_reason TEXT,
-    error TEXT,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    cost_known INTEGER NOT NULL DEFAULT 1,
-    cached INTEGER NOT NULL DEFAULT 0,
-    latency_s REAL,
-    metadata TEXT
-)
-"""
-INDEX = "CREATE INDEX IF NOT EXISTS synth_ledger_key ON synth_ledger(key)"
 
 _SECRET_NAMES = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$")
 _KEY_SHAPES = re.compile(r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,})")
@@ -69,8 +48,7 @@ class Spend:
 class Ledger:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        conn.execute(SCHEMA)
-        conn.execute(INDEX)
+        ensure(conn)
 
     def sent(self, *, run_id: str, teacher: str, key: str, attempt: int, mode: str = "sync",
              metadata: dict | None = None) -> int:
