@@ -100,6 +100,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     cfg.eval.gate = where(cfg.eval.gate)
     if cfg.eval.suite.endswith((".yaml", ".yml")):
         cfg.eval.suite = where(cfg.eval.suite)
+    # training keeps the checkpoint that passes the most of the rules the eval will judge it by (its
+    # validation rows stand in for the suite); a train override of eval.gate says otherwise
+    if cfg.eval.gate and not any(o.split("=", 1)[0].strip() == "eval.gate" for o in cfg.train.overrides):
+        cfg.train.overrides = [*cfg.train.overrides, f"eval.gate={cfg.eval.gate}"]
     return cfg
 
 

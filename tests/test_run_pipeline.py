@@ -209,3 +209,14 @@ def _summary(home: Path) -> list[tuple[str, dict]]:
     """(stage, row) of the latest run, from the summary it wrote beside its log."""
     latest = max((home / ".assay" / "logs").glob("run-*.json"), key=lambda p: p.stat().st_mtime_ns)
     return [(r["stage"], r) for r in json.loads(latest.read_text(encoding="utf-8"))["stages"]]
+
+
+def test_training_keeps_checkpoints_by_the_pipelines_own_gate(tmp_path, export):
+    gate = tmp_path / "strict.yaml"
+    gate.write_text("rules:\n  - {metric: length_ok, at_least: 0.9}\n", encoding="utf-8")
+    cfg = load_pipeline(_pipeline(tmp_path, export), [f"eval.gate={gate}"])
+    assert cfg.train.overrides[-1] == f"eval.gate={gate}"
+    mine = load_pipeline(_pipeline(tmp_path, export), [f"eval.gate={gate}", 'train.overrides=["eval.gate=null"]'])
+    assert mine.train.overrides == ["eval.gate=null"]  # the train section's own choice wins
+    none = load_pipeline(_pipeline(tmp_path, export), ["eval.gate=null"])
+    assert not any(o.startswith("eval.gate") for o in none.train.overrides)
