@@ -70,8 +70,8 @@ def win_rate_ci(scores: list[float], *, resamples: int = RESAMPLES, seed: int = 
 
 
 def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | None], baseline: list[str | None],
-             *, instruction: str, baseline_key: str, project, progress: Callable[[int], None] | None = None
-             ) -> tuple[dict, dict]:
+             *, instruction: str, baseline_key: str, project, privacy,
+             progress: Callable[[int], None] | None = None) -> tuple[dict, dict]:
     """(results["judge"], what it cost and sent: {"spend_usd", "calls", "cached", "egress"})."""
     from assay.curation.synth.pii import guard_for
     from assay.curation.synth.bookkeeping import BudgetExceeded
@@ -163,4 +163,4 @@ def judge_run(suite: SuiteConfig, examples: list[Example], contestants: list, pr
                                                   f"({', '.join(k for k in keys if k != 'candidate')})"])
     text = {key: [p.text for p in preds] for key, preds in predictions.items()}
     return pairwise(suite, examples, text["candidate"], text[against], instruction=instruction, baseline_key=against,
-                    project=project, progress=progress(f"judge {suite.judge.teacher}", len(examples)))
+                    privacy=privacy, project=project, progress=progress(f"judge {suite.judge.teacher}", len(examples)))

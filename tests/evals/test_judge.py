@@ -17,6 +17,7 @@ from fake_provider import FakeProvider  # noqa: E402
 from assay.errors import ConfigError  # noqa: E402
 from assay.project import Project  # noqa: E402
 from assay.store import DatasetStore  # noqa: E402
+from assay.curation.synth.config import SynthConfig  # noqa: E402
 from assay.evals.judge import pairwise, parse_winner, positions, win_rate_ci  # noqa: E402
 from assay.evals.suite import load_examples, load_suite  # noqa: E402
 
@@ -39,6 +40,9 @@ class Judge(FakeProvider):
         winner = next((k for k, v in outputs.items() if "GOOD" in v), "tie") if self.fair else "A"
         reply["content"][0]["text"] = json.dumps({"winner": winner})
         return reply
+
+
+DEFAULTS = SynthConfig()  # the privacy settings of a dataset no synthesis labeled: redacted
 
 
 def start(monkeypatch, fair: bool) -> Judge:
@@ -82,7 +86,7 @@ def test_fair_judge_sees_the_candidate_on_both_sides_and_a_rerun_pays_nothing(tm
     project = Project(tmp_path / "proj")
     cand, base = texts(exs)
     try:
-        judged, spent = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", project=project)
+        judged, spent = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS, project=project)
         assert judged["wins"] == 8 and judged["n"] == 8 and judged["win_rate"] == 1.0 and judged["failed"] == 0
         assert judged["ci_low"] == judged["ci_high"] == 1.0
         assert judged["candidate_as_a"] == 4 and judged["position_a_rate"] == 0.5  # the order was randomised ...
@@ -99,7 +103,7 @@ def test_fair_judge_sees_the_candidate_on_both_sides_and_a_rerun_pays_nothing(tm
         assert spent["egress"]["rows_left_machine"] == 8 and spent["egress"]["rows_redacted"] == 8
 
         calls = len(server.model_calls())
-        again, spent2 = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", project=project)
+        again, spent2 = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS, project=project)
         assert len(server.model_calls()) == calls and spent2["calls"] == 0 and spent2["cached"] == 8
         assert spent2["spend_usd"] == 0 and again["win_rate"] == 1.0
         from assay.curation.synth.runner import open_state
@@ -114,7 +118,7 @@ def test_a_judge_that_always_says_a_gives_half_because_the_order_is_balanced(tmp
     server = start(monkeypatch, fair=False)
     try:
         cand, base = texts(exs)
-        judged, _ = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base",
+        judged, _ = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS,
                              project=Project(tmp_path / "proj"))
         assert judged["position_a_rate"] == 1.0 and judged["win_rate"] == 0.5 and judged["wins"] == 4
         assert judged["ci_low"] < 0.5 < judged["ci_high"]  # no preference the data can support
@@ -127,14 +131,14 @@ def test_the_budget_stops_the_judge_and_says_so(tmp_path, monkeypatch, examples)
     server = start(monkeypatch, fair=True)
     cand, base = texts(exs)
     try:
-        full, _ = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base",
+        full, _ = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS,
                            project=Project(tmp_path / "calibrate"))
         # calls reserve their worst case (a token per byte of prompt, every max_tokens) before they leave, so a
         # budget of what all 8 calls really cost lets some through and stops the rest
         budget = full["spend_usd"]
         capped = suite.model_copy(update={"judge": suite.judge.model_copy(update={"budget_usd": budget})})
         project = Project(tmp_path / "proj")
-        judged, spent = pairwise(capped, exs, cand, base, instruction=INSTRUCTION, baseline_key="base",
+        judged, spent = pairwise(capped, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS,
                                  project=project)
         assert judged["stopped"] and "budget" in judged["stopped"]
         assert 1 <= judged["n"] < 8 and judged["failed"] == 8 - judged["n"]

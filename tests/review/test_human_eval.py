@@ -13,6 +13,7 @@ from assay.project import Project
 from conftest import annotator, server_records, submit
 from assay.curation.review.human_eval import dataset_name, record_id
 from assay.evals.judge import win_rate_ci
+from assay.evals.report import write_report
 from assay.evals.run import save
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evals"))
@@ -46,6 +47,7 @@ def test_push_answer_pull_eval(server):
     examples[planted]["text"] += " <img src=x onerror=alert(1)><script>window.__pwned=1</script>"
     examples[planted]["predictions"]["candidate"] += " <svg onload=alert(2)>"
     folder = save(project, results)
+    write_report(results, folder)  # as `assay eval` does after saving
     assert "no human preference review for this run" in (folder / "index.html").read_text()
 
     push = review(server, "push-eval", RUN)
