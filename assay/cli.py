@@ -32,10 +32,13 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for 
 
 @app.command()
 def curate(
-    export: Path = typer.Argument(..., help="A note export: .json, .jsonl, .csv, .enex, or a folder of Markdown files."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A curate YAML (see datasets/sample/curate.yaml)."),
+    export: Path = typer.Argument(..., help="A note export: .json, .jsonl, .csv, .enex, "
+                                            "or a folder of Markdown files."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="A curate YAML (see datasets/sample/curate.yaml)."),
     name: str = typer.Option("notes", "--name", "-n", help="Dataset name; each run writes its next version."),
-    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Quarantine bad records with a reason instead of stopping."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                      help="Quarantine bad records with a reason instead of stopping."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. dedupe.near.threshold=0.6"),
 ) -> None:
     """Ingest, clean, deduplicate, balance and split an export into a new dataset version (reused when unchanged)."""
@@ -69,10 +72,12 @@ def synth(
     dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a curated dataset."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A synth YAML."),
     task: Optional[str] = typer.Option(None, help="summarize, classify, extract or qa."),
-    teachers: Optional[str] = typer.Option(None, help="Comma-separated teacher specs, e.g. local,rule:lead,anthropic:claude-haiku-4-5"),
+    teachers: Optional[str] = typer.Option(None, help="Comma-separated teacher specs, "
+                                                      "e.g. local,rule:lead,anthropic:claude-haiku-4-5"),
     select: Optional[str] = typer.Option(None, help="consensus, judge or rules."),
     judge: Optional[str] = typer.Option(None, help="Teacher spec that scores candidates (with --select judge)."),
-    fill_gaps: bool = typer.Option(False, "--fill-gaps", help="Write outputs and new notes for the cells curation found thin."),
+    fill_gaps: bool = typer.Option(False, "--fill-gaps",
+                                   help="Write outputs and new notes for the cells curation found thin."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Stop before spending more than this many USD."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost estimate; call nothing, write nothing."),
     allow_cloud_pii: bool = typer.Option(False, "--allow-cloud-pii", help="Send notes to remote teachers unredacted."),
@@ -80,15 +85,16 @@ def synth(
 ) -> None:
     """Label a dataset's notes with several teachers, keep the best output, and fill coverage gaps."""
     from assay.config import load_config
+    from assay.curation.synth.config import SynthConfig
+    from assay.curation.synth.run import synth as run_synth
     from assay.display import progress_tracker, show_synth_run
     from assay.project import Project
     from assay.store import DatasetStore
-    from assay.curation.synth.config import SynthConfig
-    from assay.curation.synth.run import synth as run_synth
 
     flags = {"task": task, "teachers": teachers, "select": select, "judge": judge, "budget_usd": budget}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
-    extra += [f"{k}=true" for k, on in (("fill_gaps", fill_gaps), ("dry_run", dry_run), ("allow_cloud_pii", allow_cloud_pii)) if on]
+    extra += [f"{k}=true" for k, on in (("fill_gaps", fill_gaps), ("dry_run", dry_run),
+                                        ("allow_cloud_pii", allow_cloud_pii)) if on]
     if not dry_run:  # a real run is a stage: an unchanged rerun reuses its version
         from assay.runner import SynthSection
 
@@ -105,7 +111,8 @@ def synth(
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="A training YAML under training/configs/."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50 data.dataset=notes@v3"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, "
+                                                     "e.g. train.max_steps=50 data.dataset=notes@v3"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of the interrupted run."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show third-party progress bars and warnings."),
 ) -> None:
@@ -129,7 +136,8 @@ def train(
 def export_cmd(
     model: str = typer.Argument(..., help="NAME@VERSION of a trained model (or NAME for its latest, or a folder)."),
     format: str = typer.Option(..., "--format", "-f", help="merged, int8, onnx or gguf."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="An export YAML (tolerances, int8 and gguf settings)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="An export YAML (tolerances, int8 and gguf settings)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. int8.tolerance.ppl_increase=0.05"),
 ) -> None:
     """Export a model for on-device use, with its size and parity figures in the model card."""
@@ -180,9 +188,9 @@ def datasets_diff(a: str, b: str, examples: int = typer.Option(5, help="Example 
 def models_list() -> None:
     """Catalogue models (cached or not) and the trained models in this project's registry."""
     from assay.display import show_catalogue, show_trained
+    from assay.evals.lineage import verdicts
     from assay.models import list_models
     from assay.project import Project
-    from assay.evals.lineage import verdicts
     from assay.registry import list_models as registered
 
     show_catalogue(console, list_models())
@@ -205,7 +213,8 @@ def models_pull(name: str) -> None:
 @app.command()
 def init(
     folder: Path = typer.Argument(Path("."), help="Where the pipeline goes: the folder of your export."),
-    export: Optional[Path] = typer.Option(None, "--export", help="Your export (default: the one export file in FOLDER)."),
+    export: Optional[Path] = typer.Option(None, "--export",
+                                          help="Your export (default: the one export file in FOLDER)."),
     force: bool = typer.Option(False, "--force", help="Overwrite starter files already there."),
 ) -> None:
     """Write a starter pipeline.yaml and the configs it names next to your export, with comments on what to change."""

@@ -26,12 +26,12 @@ def eval_cmd(
     import sys
 
     from assay.display import progress_tracker
-    from assay.project import Project
-    from assay.runlog import run_log
     from assay.evals.gate import EXIT_NO_SHIP, NO_SHIP, load_gate
     from assay.evals.report import write_report
     from assay.evals.run import evaluate
     from assay.evals.suite import load_suite
+    from assay.project import Project
+    from assay.runlog import run_log
 
     cfg = load_suite(suite, overrides or [])
     rules = load_gate(gate) if gate else None
@@ -47,14 +47,15 @@ def eval_cmd(
 
 
 def report_cmd(
-    runs: Optional[list[str]] = typer.Argument(None, help="An eval run id (reports/<id>) or its folder; two with --compare."),
+    runs: Optional[list[str]] = typer.Argument(None, help="An eval run id (reports/<id>) or its folder; "
+                                                          "two with --compare."),
     compare: bool = typer.Option(False, "--compare", help="Compare two runs of one suite: --compare RUN_A RUN_B."),
 ) -> None:
     """Rebuild a run's HTML report from its stored results, or compare two runs side by side."""
     from assay.errors import AssayError
-    from assay.project import Project
     from assay.evals.report import compare_html, write_report
     from assay.evals.run import compare_folder, load_results
+    from assay.project import Project
 
     project = Project.current()
     runs = runs or []

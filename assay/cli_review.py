@@ -21,8 +21,8 @@ def serve(port: int = typer.Option(6900, "--port", "-p", help="Port of the Argil
           host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes it to the network."),
           stop: bool = typer.Option(False, "--stop", help="Stop the embedded server of this project.")) -> None:
     """Run an embedded Argilla (SQLite + Redis, no Docker) in the foreground until Ctrl-C."""
-    from assay.project import Project
     from assay.curation.review import server
+    from assay.project import Project
 
     project = Project.current()
     if stop:
@@ -40,11 +40,11 @@ def push(dataset: str = typer.Argument(..., help="NAME or NAME@VERSION of a data
          low_agreement: float = typer.Option(0.5, help="With --only low-agreement: push rows below this agreement."),
          argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Send a dataset version's rows, with each teacher's candidate as a suggestion, to Argilla."""
+    from assay.curation.review.client import one_line_errors
+    from assay.curation.review.push import PushOptions
+    from assay.curation.review.push import push as run_push
     from assay.project import Project
     from assay.store import DatasetStore
-    from assay.curation.review.push import PushOptions, push as run_push
-
-    from assay.curation.review.client import one_line_errors
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -65,10 +65,10 @@ def pull(dataset: str = typer.Argument(..., help="NAME (its newest pushed versio
                                                     "default they count as rejected and training skips them)."),
          argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
     """Fetch submitted answers into a new dataset version (reviewers, decisions, corrected outputs, agreement)."""
-    from assay.project import Project
-    from assay.store import DatasetStore
     from assay.curation.review.client import one_line_errors
     from assay.curation.review.pull import pull as run_pull
+    from assay.project import Project
+    from assay.store import DatasetStore
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -91,12 +91,13 @@ def push_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>
                                                        "(base, previous, rule:lead, teacher:...)."),
               workspace: str = typer.Option("default", help="Argilla workspace."),
               min_submitted: int = typer.Option(1, "--min-submitted", help="Answers a record needs to count as done."),
-              argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+              argilla_url: Optional[str] = typer.Option(None, "--argilla-url",
+                                                        help="Overrides ARGILLA_API_URL.")) -> None:
     """Send an eval run's examples as blind A/B preference questions: candidate vs a baseline."""
-    from assay.project import Project
-    from assay.runlog import run_log
     from assay.curation.review.client import one_line_errors
     from assay.curation.review.human_eval import push_eval as run_push
+    from assay.project import Project
+    from assay.runlog import run_log
 
     project = Project.current()
     client = _client(argilla_url)
@@ -116,11 +117,12 @@ def push_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>
 @review_app.command("pull-eval")
 def pull_eval(run: str = typer.Argument(..., help="An eval run id (reports/<run>) or its folder."),
               against: str = typer.Option("base", help="The baseline it was pushed against."),
-              argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+              argilla_url: Optional[str] = typer.Option(None, "--argilla-url",
+                                                        help="Overrides ARGILLA_API_URL.")) -> None:
     """Fetch the preferences: a human win rate with a 95% CI in the run's results.json and report."""
-    from assay.project import Project
     from assay.curation.review.client import one_line_errors
     from assay.curation.review.human_eval import pull_eval as run_pull
+    from assay.project import Project
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -150,10 +152,10 @@ def pull_duplicates(dataset: str = typer.Argument(..., help="NAME@VERSION whose 
                     argilla_url: Optional[str] = typer.Option(None, "--argilla-url",
                                                               help="Overrides ARGILLA_API_URL.")) -> None:
     """Fetch "same note?" answers into the project state; the next `assay curate` follows them."""
-    from assay.project import Project
-    from assay.store import DatasetStore
     from assay.curation.review.client import one_line_errors
     from assay.curation.review.duplicates import pull_duplicates as run_pull
+    from assay.project import Project
+    from assay.store import DatasetStore
 
     project = Project.current()
     client = _client(argilla_url)
@@ -171,10 +173,10 @@ def status(dataset: str = typer.Argument(..., help="NAME (its newest pushed vers
     """Progress per annotator and per question."""
     from rich.table import Table
 
-    from assay.project import Project
-    from assay.store import DatasetStore
     from assay.curation.review.client import one_line_errors
     from assay.curation.review.pull import progress
+    from assay.project import Project
+    from assay.store import DatasetStore
 
     client = _client(argilla_url)
     with one_line_errors(client):
@@ -197,7 +199,8 @@ def users_add(name: str = typer.Argument(..., help="The reviewer's username."),
               role: str = typer.Option("annotator", help="annotator (answers records) or admin (also manages "
                                                          "datasets)."),
               workspace: str = typer.Option("default", help="Argilla workspace the reviewer joins."),
-              argilla_url: Optional[str] = typer.Option(None, "--argilla-url", help="Overrides ARGILLA_API_URL.")) -> None:
+              argilla_url: Optional[str] = typer.Option(None, "--argilla-url",
+                                                        help="Overrides ARGILLA_API_URL.")) -> None:
     """Create a reviewer with a generated password (shown once) in a workspace."""
     from assay.curation.review.client import one_line_errors
     from assay.curation.review.users import add_user

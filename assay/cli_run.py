@@ -30,9 +30,9 @@ def run_cmd(
     force: bool = typer.Option(False, "--force", help="Run the stages even when nothing changed."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show third-party progress bars and warnings."),
 ) -> None:
-    """Run the whole pipeline: curate -> synth -> review -> train -> export -> eval -> report, reusing unchanged stages."""
+    ("Run the whole pipeline: curate -> synth -> review -> train -> export -> eval -> report, "
+     "reusing unchanged stages.")
     from assay.evals.gate import EXIT_NO_SHIP, NO_SHIP
-
     from assay.runner import load_pipeline
 
     if not pipeline.is_file():
@@ -148,8 +148,8 @@ def show_stage(term: Console, project, row, always: bool = False) -> None:
 
         show_curate_run(term, DatasetStore(project.datasets).get(ref))
     elif row.stage == "synth" and kind == "dataset":
-        from assay.store import DatasetStore
         from assay.curation.synth.run import SynthRun
+        from assay.store import DatasetStore
 
         version = DatasetStore(project.datasets).get(ref)
         show_synth_run(term, SynthRun(version, {}, version.manifest))

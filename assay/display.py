@@ -11,10 +11,18 @@ from typing import Callable, Iterator
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
-from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from assay.redact import mask_urls
 
@@ -104,7 +112,8 @@ def show_synth_run(console: Console, run) -> None:
         console.print(table)
         return
     m = run.manifest
-    table = Table(title=f"{run.version.ref}: task {m['task']}, {m['labeled']} labeled, {m['no_valid_output']} without a valid output")
+    table = Table(title=f"{run.version.ref}: task {m['task']}, {m['labeled']} labeled, "
+                        f"{m['no_valid_output']} without a valid output")
     for col in ("teacher", "requests", "cache hits", "calls", "failed", "tokens in/out", "USD"):
         table.add_column(col)
     for spec, line in m["calls"].items():
@@ -208,7 +217,8 @@ def show_diff(console: Console, a, b, *, examples: int = 5) -> None:
     da, db = a.data(), b.data()
     key = ["note_id", "task"]
     cols = [c for c in ("text", "output", "split") if c in da.columns and c in db.columns]
-    joined = da.select(*key, *cols).join(db.select(*key, *cols), on=key, how="full", suffix="_b", nulls_equal=True, coalesce=True)
+    joined = da.select(*key, *cols).join(db.select(*key, *cols), on=key, how="full", suffix="_b", nulls_equal=True,
+                                         coalesce=True)
     added = joined.filter(pl.col("text").is_null() & pl.col("text_b").is_not_null())
     removed = joined.filter(pl.col("text_b").is_null() & pl.col("text").is_not_null())
     changed = joined.filter(pl.col("text").is_not_null() & pl.col("text_b").is_not_null()
@@ -292,7 +302,8 @@ def show_trained(console: Console, rows: list[dict]) -> None:
     console.print(table)
     for row in rows:  # the run's own figures: against the base and the ship gate on validation (training)
         metrics = row["metrics"]
-        versus = {"better": "better than", "worse": "worse than"}.get(metrics.get("vs_base"), "not distinguishable from")
+        versus = {"better": "better than", "worse": "worse than"}.get(metrics.get("vs_base"),
+                                                                      "not distinguishable from")
         said = [f"{versus} base on validation: ROUGE-L {metrics['validation_rouge_l']:.1f} vs "
                 f"{metrics['base_validation_rouge_l']:.1f}" if "vs_base" in metrics else "",
                 f"gate {metrics['gate_rules_passed']}/{metrics['gate_rules_checked']} rules on validation"

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from assay.curation.synth.ledger import scrub
 from assay.project import Project
 from assay.redact import MaskURLs, mask_urls
-from assay.curation.synth.ledger import scrub
 
 THIRD_PARTY = ("transformers", "datasets", "huggingface_hub", "sentence_transformers", "accelerate", "peft", "trl",
                "torch", "httpx", "urllib3", "argilla")

@@ -20,7 +20,6 @@ from assay.stage import Context, Manifest, find, fingerprint, history, publish
 from assay.stages import ORDER, STAGES, code_of, input_of
 
 
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
     config: str | None = None
@@ -178,14 +177,15 @@ def run_pipeline(cfg: PipelineConfig, ctx: Context, *, start: str | None = None,
     skipped: set[str] = set()
     for name in ORDER[:ORDER.index(wanted[-1]) + 1]:
         stage = STAGES[name]
-        off = _skip_reason(name, cfg) or (f"not asked for (--steps)" if only is not None and name not in only
+        off = _skip_reason(name, cfg) or ("not asked for (--steps)" if only is not None and name not in only
                                           and name in ("review", "export", "report") else None)
         if off:
             run.rows.append(Row(name, "skipped", why=off))
             skipped.add(name)
             continue
         upstream = next((n for n in stage.needs if n not in skipped), None)  # a skipped stage passes its input on
-        source = [f"file:{cfg.curate.source}"] if name == "curate" else [outputs[upstream]] if upstream in outputs else []
+        source = ([f"file:{cfg.curate.source}"] if name == "curate"
+                  else [outputs[upstream]] if upstream in outputs else [])
         if name != "curate" and not source:
             if pending:
                 run.rows.append(Row(name, "would run", why="an earlier stage will run first"))

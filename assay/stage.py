@@ -22,7 +22,6 @@ from assay.project import Project
 from assay.redact import mask_urls_in
 
 
-
 def digest(obj: Any) -> str:
     """sha256 of a JSON-able value with sorted keys (configs, input lists)."""
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -110,8 +110,8 @@ def _curate_cfg(section, inputs: list[str], ctx: Context):
 
 
 def _curate(inputs: list[str], cfg, ctx: Context) -> Outcome:
-    from assay.store import DatasetStore
     from assay.curation.pipeline import curate
+    from assay.store import DatasetStore
 
     curate_cfg, name, reviews = cfg
     export = _ref(inputs[0])
@@ -134,8 +134,8 @@ def _synth_cfg(section, inputs: list[str], ctx: Context):
 
 
 def _synth(inputs: list[str], cfg, ctx: Context) -> Outcome:
-    from assay.store import DatasetStore
     from assay.curation.synth.run import synth
+    from assay.store import DatasetStore
 
     run = synth(_ref(inputs[0]), cfg, store=DatasetStore(ctx.project.datasets), project=ctx.project,
                 track=ctx.track, stage={"fingerprint": ctx.fingerprint})
@@ -158,11 +158,11 @@ def _review_cfg(section, inputs: list[str], ctx: Context):
 def _review(inputs: list[str], cfg, ctx: Context) -> Outcome:
     """push: candidates go to Argilla and training goes on with them; wait: push, wait until every record
     is answered, pull; pull: push what is new, then train on the answers given so far."""
-    from assay.store import DatasetStore
     from assay.curation.review.client import connect, one_line_errors
     from assay.curation.review.pull import pull
     from assay.curation.review.push import PushOptions, push
     from assay.curation.review.server import running
+    from assay.store import DatasetStore
 
     if not (os.environ.get("ARGILLA_API_URL") or running(ctx.project)):
         raise AssayError(f"review.mode={cfg.mode} needs an Argilla server: start one with `assay review serve` "
@@ -271,8 +271,8 @@ def _eval_cfg(section, inputs: list[str], ctx: Context):
     against = section.against if section.against is not None else suite.against
     # the whole resolved suite (metrics, headline, judge, harness, on-device settings...), not only what keys its
     # predictions: a changed metric or gate is a new eval run
-    return (suite, gate, against), [suite.model_dump(mode="json"), None if gate is None else gate.model_dump(mode="json"),
-                                    against]
+    return (suite, gate, against), [suite.model_dump(mode="json"),
+                                    None if gate is None else gate.model_dump(mode="json"), against]
 
 
 def _eval(inputs: list[str], cfg, ctx: Context) -> Outcome:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import planted  # noqa: E402
+
 from benchmarks.record import Row, options, record  # noqa: E402
 
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import planted  # noqa: E402
+
 from benchmarks.record import Row, options, record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +244,8 @@ _EMPTY = pl.DataFrame({"note_id_a": [], "note_id_b": []}, schema={"note_id_a": p
 
 
 def run(corpus: Corpus, cfg, embedder) -> tuple[Score, list[tuple[str, str]]]:
-    from assay.records import notes_frame
     from assay.curation.dedupe import dedupe
+    from assay.records import notes_frame
 
     df = notes_frame(corpus.notes.to_dicts())
     return score(corpus, dedupe(df, cfg, embedder=embedder))

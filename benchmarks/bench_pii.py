@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.record import Row, options, record  # noqa: E402
 from assay.curation.synth.pii import TYPES, Vault, find_pii  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "pii" / "bench.jsonl"
 # what the guard scored on each corpus before the work that corpus was written for (measured, not rerun)

@@ -88,8 +88,8 @@ def main() -> None:
 
     import torch
 
-    from assay.models import load_causal_lm
     from assay.evals.generate import stop_ids
+    from assay.models import load_causal_lm
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_causal_lm("smollm2-135m-instruct", dtype=torch.float32)

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from planted import cache_dir  # noqa: E402  ($ASSAY_CACHE, where every benchmark keeps what it downloads)
 
 from benchmarks.record import Row, options, record  # noqa: E402
+
 CONFIG = REPO / "training" / "configs" / "sft-smollm2.yaml"
 GATE = "evals/gates/default.yaml"
 SAMPLE = REPO / "datasets" / "sample"
@@ -335,7 +336,8 @@ def main() -> None:
             print(f"  {size:4d} rows: ROUGE-L {row['rougeL']:.2f} (base {base_row['rougeL']:.2f}), vs base "
                   f"{fmt_ci(row['vs_base'])}, vs lead {fmt_ci(row['vs_lead'])}; {row['words']:.0f} words, "
                   f"length ok {row['length_ok']:.1f}% (base {base_row['length_ok']:.1f}%), "
-                  f"rep {row['repetition']:.1f}%, default gate {row['gate']}; {row['steps']} steps (best {row['best_step']}), "
+                  f"rep {row['repetition']:.1f}%, default gate {row['gate']}; "
+                  f"{row['steps']} steps (best {row['best_step']}), "
                   f"train {row['train_s']:.0f} s, peak {row['peak_mb']} MB; in-run {json.dumps(out['metrics'])}",
                   flush=True)
     print_table(results)

@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "evals")]
 
 from fake_results import fake_results  # noqa: E402
 
-from benchmarks.record import Row, options, record  # noqa: E402
 from assay.evals.report import write_report  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 TARGETS = {"build_s": 5.0, "size_mb": 5.0, "open_ms": 1000.0, "filter_ms": 1000.0, "page_ms": 1000.0}
 # a click on a control, then a read of offsetHeight so the time includes the layout of the new rows
@@ -77,7 +77,8 @@ def _search_ms(page) -> float:
       const box = document.getElementById('f-search'), count = document.getElementById('ex-count');
       const before = count.dataset.count, t = performance.now();
       box.value = 'the note'; box.dispatchEvent(new Event('input'));
-      const poll = () => count.dataset.count !== before ? done(performance.now() - t - 120) : requestAnimationFrame(poll);
+      const poll = () => count.dataset.count !== before
+        ? done(performance.now() - t - 120) : requestAnimationFrame(poll);
       requestAnimationFrame(poll);
     })""")
 
@@ -107,7 +108,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"]) if chromium else None
+        browser = (pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+                   if chromium else None)
         rows = []
         for n in (int(x) for x in args.sizes.split(",")):
             t = time.perf_counter()

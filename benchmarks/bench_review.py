@@ -5,9 +5,9 @@ UI's record search latency on that dataset.
     python benchmarks/bench_review.py --rows 1000
 
 Counts every HTTP request the SDK client sends during push and pull (bulk: far fewer requests than records),
-answers --answers records through the bulk responses route as one annotator, pulls all records back, and times 200 searches through
-POST /api/v1/me/datasets/{id}/records/search, the route the UI calls (text queries, metadata filters, the
-annotator's pending queue sorted by agreement, deep pages).
+answers --answers records through the bulk responses route as one annotator, pulls all records back, and times
+200 searches through POST /api/v1/me/datasets/{id}/records/search, the route the UI calls (text queries,
+metadata filters, the annotator's pending queue sorted by agreement, deep pages).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assay.records import conform  # noqa: E402
-from benchmarks.record import Row, options, record  # noqa: E402
-from assay.store import DatasetStore  # noqa: E402
 from assay.curation.synth.run import CANDIDATE_SCHEMA  # noqa: E402
+from assay.records import conform  # noqa: E402
+from assay.store import DatasetStore  # noqa: E402
+from benchmarks.record import Row, options, record  # noqa: E402
 
 TEACHERS = ["rule:lead", "local", "openai:gpt-4o-mini"]
 WORDS = ("garden tomatoes compost invoice meeting dentist train budget recipe lentils passport insurance "
@@ -177,7 +177,8 @@ def run(home: Path, port: int, args) -> dict:
         "records": args.rows, "suggestions_per_record": 1 + len(TEACHERS),
         "push_s": round(push_s, 2), "push_http_requests": push_requests,
         "records_per_push_request": round(args.rows / push_requests, 1),
-        "answers": min(args.answers, args.rows), "answer_bulk_s": round(answer_s, 2), "pull_s": round(pull_s, 2), "pull_http_requests": pull_requests,
+        "answers": min(args.answers, args.rows), "answer_bulk_s": round(answer_s, 2),
+        "pull_s": round(pull_s, 2), "pull_http_requests": pull_requests,
         "search_ms": {"p50": round(statistics.median(latencies), 1), "p95": round(p95, 1),
                       "max": round(latencies[-1], 1), "n": len(latencies)},
         "search_p95_under_300ms": p95 < 300,

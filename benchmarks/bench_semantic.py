@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import planted  # noqa: E402
+
 from benchmarks.record import Row, options, record  # noqa: E402
 
 
@@ -47,9 +48,9 @@ def main() -> None:
 
     import torch
 
-    from assay.models import load_embedder
     from assay.curation.config import SemanticDedupeConfig
     from assay.curation.dedupe import dedupe_semantic
+    from assay.models import load_embedder
 
     cfg = SemanticDedupeConfig()
     data = planted.planted_notes(args.n)

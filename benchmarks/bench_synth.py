@@ -99,8 +99,8 @@ def bench_remote(quick: bool) -> dict:
 
 def bench_local(quick: bool) -> tuple[float, float, bool, int]:
     os.environ.setdefault("ASSAY_CACHE", str(ROOT / ".cache" / "assay"))
-    from assay.models import is_cached
     from assay.curation.synth import Request, get_teacher
+    from assay.models import is_cached
     if not is_cached("smollm2-135m-instruct"):
         raise SystemExit("local: smollm2-135m-instruct not converted (assay models pull smollm2-135m-instruct)")
     topics = ["the garden", "a recipe for soup", "a trip to Lisbon", "tax paperwork", "a team meeting",

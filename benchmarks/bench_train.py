@@ -11,7 +11,7 @@ with truncation, Trainer with DataCollatorForLanguageModeling (dynamic padding, 
 batch `--batch-size`. Each variant runs in its own process so its peak memory is its own (ru_maxrss on
 CPU, max_memory_allocated on CUDA). Throughput counts real (non-padding) tokens per second of training
 time, model loading excluded.
-"""
+"""  # noqa: E501  (printed verbatim by --help: the usage line keeps its text)
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), No
 # control characters (C0, DEL, C1) other than tab and newline: an ESC sequence in a note can clear or rewrite
 # a terminal and means nothing to a model; \v and \f are spacing, so they become spaces
 _CONTROL = dict.fromkeys([*range(0x00, 0x09), *range(0x0e, 0x20), *range(0x7f, 0xa0)], None) | {0x0b: " ", 0x0c: " "}
-_HTML_TAG = re.compile(r"<\s*/?\s*(div|p|br|span|en-note|en-todo|en-media|ul|ol|li|b|i|u|a|strong|em|h[1-6]|table|tr|td|font|hr|img)\b[^>]*>", re.I)
+_HTML_TAG = re.compile(r"<\s*/?\s*(div|p|br|span|en-note|en-todo|en-media|ul|ol|li|b|i|u|a|strong|em|h[1-6]|table|tr|td"
+                       r"|font|hr|img)\b[^>]*>", re.I)
 # a block ends a line where it closes; a line break or rule is one where it stands
 _BLOCK = {"div", "p", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "pre"}
 _BREAK = {"br", "hr"}

@@ -32,11 +32,18 @@ import numpy as np
 import polars as pl
 
 from assay.curation import minhash
-from assay.curation.clusters import CLUSTER_SCHEMA, allowed_mask, edge_components, int_codes, note_texts, resolve, string_col
+from assay.curation.clusters import (
+    CLUSTER_SCHEMA,
+    allowed_mask,
+    edge_components,
+    int_codes,
+    note_texts,
+    resolve,
+    string_col,
+)
 from assay.curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
 from assay.curation.similarity import Progress, embed_unit, load_embedder, long_enough, similar_pairs, word_overlap
 from assay.curation.steps import StepResult, split_by_reason
-
 
 # --- public steps -----------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from typing import Callable, Protocol
 
 import polars as pl
 
-from assay.store import DatasetStore, Version
 from assay.curation.balance import balance
 from assay.curation.clean import clean
 from assay.curation.config import CurateConfig
@@ -18,6 +17,7 @@ from assay.curation.dedupe import dedupe
 from assay.curation.ingest import ingest
 from assay.curation.splits import assign_splits, split_counts
 from assay.curation.steps import StepResult
+from assay.store import DatasetStore, Version
 
 
 class Tracker(Protocol):
@@ -60,7 +60,8 @@ def curate(export: str | Path, cfg: CurateConfig, *, name: str, store: DatasetSt
     final = assign_splits(steps[-1].kept, cfg.split)
 
     rejects = [s.rejects for s in steps if s.rejects.height]
-    clusters = [s.extra["clusters"] for s in steps if s.extra.get("clusters") is not None and s.extra["clusters"].height]
+    clusters = [s.extra["clusters"] for s in steps
+                if s.extra.get("clusters") is not None and s.extra["clusters"].height]
     tables = {}
     if rejects:
         tables["rejects"] = pl.concat(rejects, how="diagonal_relaxed")

@@ -73,12 +73,12 @@ def pairwise(suite: SuiteConfig, examples: list[Example], candidate: list[str | 
              *, instruction: str, baseline_key: str, project, privacy,
              progress: Callable[[int], None] | None = None) -> tuple[dict, dict]:
     """(results["judge"], what it cost and sent: {"spend_usd", "calls", "cached", "egress"})."""
-    from assay.curation.synth.pii import guard_for
     from assay.curation.synth.bookkeeping import BudgetExceeded
-    from assay.evals.predict import ask_teacher
-    from assay.curation.synth.tasks import load_template
     from assay.curation.synth.contract import Request
+    from assay.curation.synth.pii import guard_for
     from assay.curation.synth.registry import get_teacher
+    from assay.curation.synth.tasks import load_template
+    from assay.evals.predict import ask_teacher
 
     spec, budget = suite.judge.teacher, suite.judge.budget_usd
     assert spec, "pairwise needs suite.judge.teacher"

@@ -50,7 +50,8 @@ def training(candidate) -> dict | None:
             for key in [k for k in row if k == "samples" or k.endswith("_predictions")]:
                 row.pop(key)  # the answers logged at each evaluation belong to the run folder, not the report
             log.append(row)
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) if (folder / "config.yaml").is_file() else None
+    config = (yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+              if (folder / "config.yaml").is_file() else None)
     return {"log": log, "config": config, "base_model": candidate.base_model, "device": candidate.device,
             "wall_time_s": candidate.wall_time_s, "metrics": candidate.metrics, "recipe": candidate.recipe}
 
@@ -85,7 +86,8 @@ def lineage(store, candidate, eval_spend: dict[str, dict]) -> dict:
         "versions": [m.get("name", "?") + "@" + str(m.get("version")) + f" ({m.get('step')})" for m in chain],
         "curation": ({"export": ", ".join(f"{i.get('file')} ({i.get('format')}, {i.get('records')} records)"
                                           for i in curated.get("inputs", [])), "rows_in": curated.get("rows_in"),
-                      "kept": curated.get("rows"), "dropped": curated.get("dropped", {}), "splits": curated.get("splits")}
+                      "kept": curated.get("rows"), "dropped": curated.get("dropped", {}),
+                      "splits": curated.get("splits")}
                      if curated else None),
         "teachers": candidate.teachers,
         "spend_usd": round(sum(m.get("spend", {}).get("total_usd", 0.0) for m in synths)
@@ -132,7 +134,8 @@ def trend(project: Project, candidate, suite, current: float | None, previous: f
         # same examples, prompt and generation (suite key) and the same headline metric: a value of another
         # metric or of other examples is never drawn on this line
         rows = conn.execute("SELECT version, value, run_id FROM eval_runs WHERE name = ? AND suite_key = ? "
-                            "AND headline = ? ORDER BY created_at", (candidate.name, suite.key, suite.headline)).fetchall()
+                            "AND headline = ? ORDER BY created_at",
+                            (candidate.name, suite.key, suite.headline)).fetchall()
     stored = {r["version"]: (r["value"], r["run_id"]) for r in rows}
     parent = candidate.parent.partition("@")[2] if candidate.parent else None
     points = []
@@ -174,7 +177,8 @@ def _update_card(folder: Path, project: Project) -> None:
     if not card.is_file():
         return
     rows = verdicts(project, folder.parent.name, folder.name)
-    lines = [CARD_BEGIN, "## Evaluations", "", "| suite | headline | value | verdict | report |", "| --- | --- | --- | --- | --- |"]
+    lines = [CARD_BEGIN, "## Evaluations", "", "| suite | headline | value | verdict | report |",
+             "| --- | --- | --- | --- | --- |"]
     for r in rows:
         shown = "n/a" if r["value"] is None else f"{r['value']:.4f}"
         lines.append(f"| {r['suite_key']} | {r['headline']} | {shown} | {r['decision']} | {r['path']}/index.html |")

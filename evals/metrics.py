@@ -136,12 +136,14 @@ def _cosine(a, b) -> float | None:
 
 register(Metric("embed_sim", "similarity to reference", True,
                 "cosine of all-MiniLM-L6-v2 embeddings of output and reference",
-                lambda i: _cosine(i.extras.get("emb_prediction"), i.extras.get("emb_reference")) if i.prediction else 0.0,
+                lambda i: (_cosine(i.extras.get("emb_prediction"), i.extras.get("emb_reference"))
+                           if i.prediction else 0.0),
                 scale=100, needs=frozenset({"embeddings"})))
 register(Metric("embed_sim_teacher", "similarity to teacher", True,
                 "cosine of all-MiniLM-L6-v2 embeddings of output and the teacher's output for the same note",
                 lambda i: (None if i.extras.get("emb_teacher") is None
-                           else _cosine(i.extras.get("emb_prediction"), i.extras["emb_teacher"]) if i.prediction else 0.0),
+                           else _cosine(i.extras.get("emb_prediction"), i.extras["emb_teacher"]) if i.prediction
+                           else 0.0),
                 scale=100, needs=frozenset({"embeddings", "teacher"})))
 
 

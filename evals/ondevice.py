@@ -127,7 +127,7 @@ def _peak_mb() -> float:
     parent (pytest, `assay eval` with models loaded) reported at least 2 GB whatever it measured."""
     status = Path("/proc/self/status")
     if status.is_file():
-        line = next(l for l in status.read_text().splitlines() if l.startswith("VmHWM:"))
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:"))
         return int(line.split()[1]) / 1e3  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # no /proc (macOS): ru_maxrss, in bytes there
 

@@ -131,7 +131,8 @@ def predict_model(contestant: Contestant, suite: SuiteConfig, examples: list[Exa
         model = holder["model"]
         gen = suite.generation
         # a chunk of micro-batches at a time, each stored as it finishes: a killed eval resumes where it was
-        lengths = {k: len(tok(render_prompt(tok, prompts_msgs[k]), add_special_tokens=False)["input_ids"]) for k in todo}
+        lengths = {k: len(tok(render_prompt(tok, prompts_msgs[k]), add_special_tokens=False)["input_ids"])
+                   for k in todo}
         todo.sort(key=lambda k: lengths[k])
         for start in range(0, len(todo), gen.batch_size * 2):
             chunk = todo[start:start + gen.batch_size * 2]
@@ -180,11 +181,11 @@ def predict_teacher(contestant: Contestant, suite: SuiteConfig, examples: list[E
 
     Returns the predictions and what it cost and sent: {"spend_usd", "calls", "cached", "egress"}.
     """
-    from assay.curation.synth.pii import guard_for
-    from assay.curation.synth.tasks import Prompt, get_task
     from assay.curation.synth.contract import Request
     from assay.curation.synth.faults import ANSWERED
+    from assay.curation.synth.pii import guard_for
     from assay.curation.synth.registry import get_teacher
+    from assay.curation.synth.tasks import Prompt, get_task
 
     teacher = get_teacher(contestant.spec)
     guard = guard_for(privacy)  # the synthesis's own settings: a note is redacted as it was there

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from assay import shipped
 from assay.errors import InputError
-from assay.redact import mask_urls_in
 from assay.evals import report_charts as charts
 from assay.evals.results import validate
+from assay.redact import mask_urls_in
 
 TEMPLATES = shipped.folder("evals") / "templates"
 PAGE_SIZE = 25
@@ -83,7 +83,8 @@ def render(results: dict, where: str = "results.json") -> str:
     return _page(
         "report.html.j2", r=results, suite=suite, models=models, label=label, table=table, footnotes=notes,
         cand=label[results["candidate"]], headline=headline, warnings=results.get("warnings") or [],
-        verdict=results["verdict"], failing=[x for x in results["verdict"].get("rules", []) if x.get("passed") is False],
+        verdict=results["verdict"],
+        failing=[x for x in results["verdict"].get("rules", []) if x.get("passed") is False],
         skipped=[x for x in results["verdict"].get("rules", []) if x.get("passed") is None],
         passing=[x for x in results["verdict"].get("rules", []) if x.get("passed")],
         chart_list=_charts(results, headline, label), lineage=_lineage(results),
@@ -149,7 +150,8 @@ def compare_html(a: dict, b: dict) -> str:
     drops = sorted(((e["scores"]["B"].get(h) or 0) - (e["scores"]["A"].get(h) or 0), e["id"]) for e in joined
                    if h and e["scores"]["A"].get(h) is not None and e["scores"]["B"].get(h) is not None)
     view = {"schema": 1, "suite": sa, "candidate": "B", "metrics": a["metrics"], "examples": joined,
-            "models": [{"key": "A", "label": f"A: {la}", "kind": "previous"}, {"key": "B", "label": f"B: {lb}", "kind": "candidate"}],
+            "models": [{"key": "A", "label": f"A: {la}", "kind": "previous"},
+                       {"key": "B", "label": f"B: {lb}", "kind": "candidate"}],
             "regressions": {"A": [{"id": i, "delta": d} for d, i in drops if d < 0]}}
     return _page("compare.html.j2", a=a, b=b, la=la, lb=lb, suite=sa, rows=rows, headline=headline,
                  n_joined=len(joined), data=Markup(script_json(_viewer_data(view, headline))), page_size=PAGE_SIZE)
@@ -252,13 +254,15 @@ def _charts(results: dict, headline: dict | None, label: dict) -> list[dict]:
     hname = headline["label"] if headline else suite.get("headline", "headline")
     out.append(charts.trend_chart(
         f"{hname} across registered versions", results.get("trend") or [], (headline or {}).get("scale") or 1,
-        f"no registered version of this model has a {hname} score on suite {suite.get('name')} v{suite.get('version')}"))
+        f"no registered version of this model has a {hname} score on suite {suite.get('name')} "
+        f"v{suite.get('version')}"))
     dev = results.get("ondevice") or []
     why_dev = "no export of this model was measured on device in this run"
     out.append(charts.interval_chart(
         "Latency per example by export format (small dots; p50 dot, bar to p95)",
         [{"label": d["format"], "v": d["latency_p50_ms"], "lo": d["latency_p50_ms"], "hi": d["latency_p95_ms"],
-          "points": d.get("latency_ms") or [], "cls": "plain", "tip": f"{d['format']}: p50 {charts.fmt(d['latency_p50_ms'])} ms, p95 {charts.fmt(d['latency_p95_ms'])} ms"}
+          "points": d.get("latency_ms") or [], "cls": "plain",
+          "tip": f"{d['format']}: p50 {charts.fmt(d['latency_p50_ms'])} ms, p95 {charts.fmt(d['latency_p95_ms'])} ms"}
          for d in dev if d.get("latency_p50_ms") is not None and d.get("latency_p95_ms") is not None],
         "milliseconds", why_dev, zero=False))
     out.append(charts.bar_chart("Size on disk per export format",
@@ -277,7 +281,8 @@ def _ondevice(results: dict) -> dict:
     extra = [k for k in dict.fromkeys(k for r in rows for k in r if not isinstance(r[k], (list, dict)))
              if k != "format" and k not in DEVICE_COLUMNS]  # lists (every example's latency) go to the chart
     cols = [(k, DEVICE_COLUMNS.get(k, k)) for k in [*DEVICE_COLUMNS, *extra] if any(r.get(k) is not None for r in rows)]
-    cells = [[("n/a" if r.get(k) is None else charts.fmt(r[k]) if isinstance(r[k], (int, float)) else str(r[k]), k in DEVICE_COLUMNS)
+    cells = [[("n/a" if r.get(k) is None else charts.fmt(r[k]) if isinstance(r[k], (int, float)) else str(r[k]),
+               k in DEVICE_COLUMNS)
               for k, _ in cols] for r in rows]
     return {"cols": [c for _, c in cols], "rows": [(str(r.get("format", "?")), c) for r, c in zip(rows, cells)]}
 
@@ -290,7 +295,8 @@ def _details(results: dict, label: dict) -> list[dict]:
         peak = max((v for row in conf["matrix"] for v in row), default=0) if conf else 0
         per_class = d.get("per_class") or {}
         cols = sorted({k for v in per_class.values() for k in v}, key=lambda k: (k not in ("precision", "recall"), k))
-        out.append({"label": label.get(key, key), "conf": conf, "peak": peak or 1, "per_class": per_class, "cols": cols})
+        out.append({"label": label.get(key, key), "conf": conf, "peak": peak or 1, "per_class": per_class,
+                    "cols": cols})
     return out
 
 
@@ -303,7 +309,8 @@ NAMES = {
     "synth_rows_left_machine": "notes sent to remote teachers (synthesis)",
     "synth_rows_redacted": "of those, with personal data redacted", "coverage": "coverage", "agreement": "agreement",
     "base_model": "base model", "hardware": "trained on", "eval_hardware": "evaluated on",
-    "eval": "sent during this eval", "wall_time_s": "wall time (s)", "eval_teacher_calls": "teacher calls during this eval",
+    "eval": "sent during this eval", "wall_time_s": "wall time (s)",
+    "eval_teacher_calls": "teacher calls during this eval",
 }
 PERCENT = {"coverage", "agreement"}
 GROUPS = [  # (heading, lineage keys, what to say when there is nothing)
@@ -328,22 +335,25 @@ def _lineage(results: dict) -> list[dict]:
         if title == "Data" and results["suite"].get("data"):
             pairs.append(("suite data", str(results["suite"]["data"])))
         if title == "Model and hardware" and training:  # the run's own record: recipe, device, time, final metrics
-            pairs += [(f"training.{k}", v) for k, v in _flatten({k: training[k] for k in ("recipe", "device", "wall_time_s", "metrics")
-                                                               if training.get(k) is not None})]
+            pairs += [(f"training.{k}", v)
+                      for k, v in _flatten({k: training[k] for k in ("recipe", "device", "wall_time_s", "metrics")
+                                            if training.get(k) is not None})]
         note = None
         if title == "What left this machine" and lin.get("egress") is not None:
             sent = [v for k, v in _flatten(lin["egress"]) if "left" in k or "remote" in k or "sent" in k]
             note = "Nothing left this machine." if sent and all(v in ("0", "0.0") for v in sent) else None
-        pairs = [(k, f"{float(v) * 100:.0f}%" if k.rsplit(".", 1)[-1] in PERCENT and _is_number(v) else v) for k, v in pairs]
-        groups.append({"title": title, "pairs": [(" \u203a ".join(NAMES.get(p, p) for p in k.split(".")), v) for k, v in pairs],
+        pairs = [(k, f"{float(v) * 100:.0f}%" if k.rsplit(".", 1)[-1] in PERCENT and _is_number(v) else v)
+                 for k, v in pairs]
+        groups.append({"title": title,
+                       "pairs": [(" \u203a ".join(NAMES.get(p, p) for p in k.split(".")), v) for k, v in pairs],
                        "empty": empty, "note": note})
         for k in keys:
             lin.pop(k, None)
     other = [kv for k, v in lin.items() if v not in (None, {}, []) for kv in _flatten(v, k)]
     if other:
         groups.append({"title": "Other", "pairs": other, "empty": "", "note": None})
-    groups.append({"title": "Training config", "pairs": _flatten(config) if config else [], "empty": "no training config recorded",
-                   "note": None, "fold": True})
+    groups.append({"title": "Training config", "pairs": _flatten(config) if config else [],
+                   "empty": "no training config recorded", "note": None, "fold": True})
     groups.append({"title": "Suite config", "pairs": _flatten(results["suite"].get("config") or {}),
                    "empty": "no suite config recorded", "note": None, "fold": True})
     return groups
@@ -386,5 +396,6 @@ def _viewer_data(results: dict, headline: dict | None) -> dict:
     regressions = {k: [{"id": r["id"], "delta": r["delta"]} for r in worse]
                    for k, worse in (results.get("regressions") or {}).items()}
     return {"candidate": results["candidate"], "models": models, "buckets": buckets,
-            "headline": None if headline is None else {k: headline.get(k) for k in ("name", "label", "scale", "higher_is_better")},
+            "headline": (None if headline is None
+                         else {k: headline.get(k) for k in ("name", "label", "scale", "higher_is_better")}),
             "regressions": regressions, "examples": rows, "pageSize": PAGE_SIZE}

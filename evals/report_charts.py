@@ -26,7 +26,8 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.floor(lo / step) * step
-    return [round(start + i * step, 10) for i in range(int((hi - start) / step) + 2) if start + i * step <= hi + step * 0.999]
+    return [round(start + i * step, 10) for i in range(int((hi - start) / step) + 2)
+            if start + i * step <= hi + step * 0.999]
 
 
 def fmt(x: float) -> str:
@@ -67,7 +68,8 @@ def line_chart(title: str, series: list[tuple[str, str, list[tuple[float, float]
     _y_axis(s, yt, y, PAD_L, W - PAD_R)
     for t in _ticks(min(xs), max(xs), 6):
         if min(xs) <= t <= max(xs):
-            s["items"].append({"t": "text", "x": x(t), "y": H - PAD_B + 16, "s": fmt(t), "anchor": "middle", "cls": "tick"})
+            s["items"].append({"t": "text", "x": x(t), "y": H - PAD_B + 16, "s": fmt(t), "anchor": "middle",
+                               "cls": "tick"})
     s["items"].append({"t": "text", "x": W - PAD_R, "y": H - 4, "s": x_label, "anchor": "end", "cls": "axis-label"})
     for name, cls, pts in series:
         if not pts:
@@ -100,18 +102,24 @@ def interval_chart(title: str, rows: list[dict], x_label: str, empty: str, zero:
     left = 170
     x = _scale(ticks[0], ticks[-1], left, W - PAD_R)
     for t in ticks:
-        s["items"].append({"t": "line", "x1": x(t), "y1": top, "x2": x(t), "y2": h - PAD_B, "cls": "zero" if zero and t == 0 else "grid"})
+        s["items"].append({"t": "line", "x1": x(t), "y1": top, "x2": x(t), "y2": h - PAD_B,
+                           "cls": "zero" if zero and t == 0 else "grid"})
         s["items"].append({"t": "text", "x": x(t), "y": h - PAD_B + 16, "s": fmt(t), "anchor": "middle", "cls": "tick"})
     s["items"].append({"t": "text", "x": W - PAD_R, "y": h - 4, "s": x_label, "anchor": "end", "cls": "axis-label"})
     for i, r in enumerate(rows):
         cy = top + row_h * i + row_h / 2
-        s["items"].append({"t": "text", "x": left - 8, "y": cy + 4, "s": short(r["label"]), "anchor": "end", "cls": "row-label"})
-        s["items"] += [{"t": "circle", "cx": x(p), "cy": cy - 9, "r": 2.5, "cls": "pt", "tip": f"{short(r['label'])}: {fmt(p)}"}
+        s["items"].append({"t": "text", "x": left - 8, "y": cy + 4, "s": short(r["label"]), "anchor": "end",
+                           "cls": "row-label"})
+        s["items"] += [{"t": "circle", "cx": x(p), "cy": cy - 9, "r": 2.5, "cls": "pt",
+                        "tip": f"{short(r['label'])}: {fmt(p)}"}
                        for p in r.get("points", ())]
-        s["items"].append({"t": "line", "x1": x(r["lo"]), "y1": cy, "x2": x(r["hi"]), "y2": cy, "cls": f"whisker {r['cls']}"})
+        s["items"].append({"t": "line", "x1": x(r["lo"]), "y1": cy, "x2": x(r["hi"]), "y2": cy,
+                           "cls": f"whisker {r['cls']}"})
         for edge in (r["lo"], r["hi"]):
-            s["items"].append({"t": "line", "x1": x(edge), "y1": cy - 5, "x2": x(edge), "y2": cy + 5, "cls": f"whisker {r['cls']}"})
-        s["items"].append({"t": "circle", "cx": x(r["v"]), "cy": cy, "r": 4.5, "cls": f"dot {r['cls']}", "tip": r["tip"]})
+            s["items"].append({"t": "line", "x1": x(edge), "y1": cy - 5, "x2": x(edge), "y2": cy + 5,
+                               "cls": f"whisker {r['cls']}"})
+        s["items"].append({"t": "circle", "cx": x(r["v"]), "cy": cy, "r": 4.5, "cls": f"dot {r['cls']}",
+                           "tip": r["tip"]})
     return s
 
 
@@ -130,8 +138,10 @@ def bar_chart(title: str, rows: list[tuple[str, float, str]], x_label: str, empt
     s["items"].append({"t": "text", "x": W - PAD_R, "y": h - 4, "s": x_label, "anchor": "end", "cls": "axis-label"})
     for i, (label, v, tip) in enumerate(rows):
         y0 = top + row_h * i + 4
-        s["items"].append({"t": "text", "x": left - 8, "y": y0 + 13, "s": short(label), "anchor": "end", "cls": "row-label"})
-        s["items"].append({"t": "rect", "x": left, "y": y0, "w": max(x(v) - left, 1), "h": row_h - 8, "cls": "bar", "tip": tip})
+        s["items"].append({"t": "text", "x": left - 8, "y": y0 + 13, "s": short(label), "anchor": "end",
+                           "cls": "row-label"})
+        s["items"].append({"t": "rect", "x": left, "y": y0, "w": max(x(v) - left, 1), "h": row_h - 8, "cls": "bar",
+                           "tip": tip})
         s["items"].append({"t": "text", "x": x(v) + 4, "y": y0 + 13, "s": fmt(v), "anchor": "start", "cls": "tick"})
     return s
 
@@ -151,11 +161,12 @@ def trend_chart(title: str, points: list[dict], scale: float, empty: str) -> dic
     _y_axis(s, yt, y, PAD_L, W - PAD_R)
     known = [(i, p) for i, p in enumerate(points) if p.get("value") is not None]
     if len(known) > 1:
-        s["items"].append({"t": "path", "d": "M" + " L".join(f"{x(i):.1f},{y(p['value'] * scale):.1f}" for i, p in known),
+        s["items"].append({"t": "path",
+                           "d": "M" + " L".join(f"{x(i):.1f},{y(p['value'] * scale):.1f}" for i, p in known),
                            "cls": "series s1"})
     for i, p in enumerate(points):
-        s["items"].append({"t": "text", "x": x(i), "y": H - PAD_B + 16, "s": short(p["version"], 12), "anchor": "middle",
-                           "cls": "tick current" if p.get("current") else "tick"})
+        s["items"].append({"t": "text", "x": x(i), "y": H - PAD_B + 16, "s": short(p["version"], 12),
+                           "anchor": "middle", "cls": "tick current" if p.get("current") else "tick"})
         if p.get("value") is None:
             continue
         cls = "dot current" if p.get("current") else "dot s1"

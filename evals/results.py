@@ -272,5 +272,6 @@ def read(path: Path) -> dict:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
             half = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
-            raise InputError(f"holds a lone surrogate escape ({half}) that no UTF-8 text can hold", file=where) from None
+            raise InputError(f"holds a lone surrogate escape ({half}) that no UTF-8 text can hold",
+                             file=where) from None
     return validate(data, where)

@@ -11,26 +11,25 @@ import hashlib
 import json
 import os
 import re
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from assay.errors import AssayError, ConfigError, InputError, NotFoundError
-from assay.project import Project
-from assay.redact import mask_urls, mask_urls_in
-from assay.store import DatasetStore
 from assay.evals import compare, lineage
 from assay.evals.gate import GateConfig, RunShape, evaluate_gate, preflight
 from assay.evals.metrics import Item, get_metric
 from assay.evals.ondevice import export_folders
-from assay.evals.predict import (QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model,
-                           predict_teacher)
-from assay.evals.results import read as read_results
+from assay.evals.predict import QA_INSTRUCTION, Contestant, Prediction, PredictionCache, predict_model, predict_teacher
 from assay.evals.results import MAX_RUN_ID, run_id_problem
+from assay.evals.results import read as read_results
 from assay.evals.suite import Example, SuiteConfig, load_examples, training_instruction
+from assay.project import Project
+from assay.redact import mask_urls, mask_urls_in
+from assay.store import DatasetStore
 
 Track = Callable[[str, int | None], Callable[[int], None]]
 
@@ -89,7 +88,8 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
     answered = {c.key: [not p.failed for p in predictions[c.key]] for c in contestants}
     unanswered = {c.key: _unanswered(predictions[c.key]) for c in contestants}
     warnings += [f"{c.label} gave no answer for {unanswered[c.key]['count']} of {len(examples)} examples "
-                 f"({', '.join(f'{n} {why}' for why, n in unanswered[c.key]['reasons'].items())}): its figures are over "
+                 f"({', '.join(f'{n} {why}' for why, n in unanswered[c.key]['reasons'].items())}): "
+                 "its figures are over "
                  "the examples it answered, and its comparisons over the examples both answered."
                  for c in contestants if unanswered[c.key]["count"]]
     items = _items(suite, examples, contestants, predictions, track)
@@ -155,7 +155,8 @@ def evaluate(suite: SuiteConfig, model_ref: str, *, against: list[str] | None = 
         "eval_seconds": round(time.time() - started, 1),
         "predictions": {c.key: ({"generated": cache.generated.get(c.cache_key, 0),
                                  "reused": len(examples) - cache.generated.get(c.cache_key, 0)}
-                                if c.key not in spend else {"calls": spend[c.key]["calls"], "reused": spend[c.key]["cached"]})
+                                if c.key not in spend
+                                else {"calls": spend[c.key]["calls"], "reused": spend[c.key]["cached"]})
                         for c in contestants},
     }
     if suite.harness:  # lm-evaluation-harness on the same examples: `harness:<metric>` rows (evals/harness.py)
@@ -332,7 +333,8 @@ def recorded_synth(version, depth: int = 32):
 def _why_missing(metric: str, c: Contestant, teacher: str | None) -> str:
     needs = get_metric(metric).needs
     if "logprobs" in needs and c.kind in ("teacher", "rule"):
-        return "a rule gives no token probabilities" if c.kind == "rule" else "teacher replies come without token probabilities"
+        return ("a rule gives no token probabilities" if c.kind == "rule"
+                else "teacher replies come without token probabilities")
     if "teacher" in needs:
         return ("this is the teacher the others are compared with" if c.key == teacher
                 else "no teacher in this comparison (add --against teacher:SPEC)")

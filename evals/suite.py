@@ -103,7 +103,8 @@ class SuiteConfig(Strict):
         return self
 
     def problems(self) -> list[str]:
-        found = [f"metrics: unknown metric {m!r}; known: {', '.join(METRICS)}" for m in self.metrics if m not in METRICS]
+        found = [f"metrics: unknown metric {m!r}; known: {', '.join(METRICS)}"
+                 for m in self.metrics if m not in METRICS]
         found += [f"metrics: {m!r} does not score a {self.task} task; its metrics: {', '.join(TASK_ALLOWED[self.task])}"
                   for m in self.metrics if m in METRICS and m not in TASK_ALLOWED[self.task]]
         if self.headline not in self.metrics:

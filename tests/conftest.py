@@ -16,7 +16,8 @@ def assay():
 
     def assay(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess:
         env = {**os.environ, "ASSAY_HOME": str(home), "COLUMNS": "200"}
-        proc = subprocess.run([sys.executable, "-m", "assay", *args], env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run([sys.executable, "-m", "assay", *args], env=env, capture_output=True, text=True,
+                              timeout=600)
         if check and proc.returncode != 0:
             raise AssertionError(f"assay {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc

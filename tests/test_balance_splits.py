@@ -2,10 +2,10 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from assay.records import notes_frame
 from assay.curation.balance import balance, coverage
 from assay.curation.config import BalanceConfig, SplitConfig
 from assay.curation.splits import assign_splits, split_counts
+from assay.records import notes_frame
 
 
 def _notes(counts: dict[str, int]) -> pl.DataFrame:
@@ -38,7 +38,8 @@ def test_downsampling_is_stable_when_rows_are_added():
 
 def test_dimensions_and_targets():
     df = _notes({"work": 6, "journal": 2})
-    cfg = BalanceConfig(dimensions=["category", "length", "month"], targets={"category=journal,length=short(<200),month=2025-01": 4})
+    cfg = BalanceConfig(dimensions=["category", "length", "month"],
+                        targets={"category=journal,length=short(<200),month=2025-01": 4})
     table = coverage(df, cfg)
     assert sum(c["rows"] for c in table) == 8
     cell = next(c for c in table if c["cell"] == "category=journal,length=short(<200),month=2025-01")

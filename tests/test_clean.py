@@ -1,8 +1,8 @@
 import polars as pl
 
-from assay.records import notes_frame
 from assay.curation.clean import clean, normalize, quality_reason, strip_html, word_count
 from assay.curation.config import CleanConfig
+from assay.records import notes_frame
 
 
 def test_normalize_unicode_whitespace_and_line_endings():
@@ -11,7 +11,8 @@ def test_normalize_unicode_whitespace_and_line_endings():
 
 
 def test_strip_html_from_enex_content():
-    enml = '<?xml version="1.0"?><en-note><div>Buy <b>milk</b> &amp; eggs</div><div><br/></div><div>Call Ana</div></en-note>'
+    enml = ('<?xml version="1.0"?><en-note><div>Buy <b>milk</b> &amp; eggs</div><div><br/></div>'
+            '<div>Call Ana</div></en-note>')
     text = normalize(strip_html(enml))
     assert text == 'Buy milk & eggs\n\nCall Ana'
 
@@ -36,7 +37,8 @@ def test_quality_reasons_are_named():
 
 def test_clean_step_counts_and_keeps_rejects():
     df = notes_frame([
-        {"note_id": "a", "text": "<div>Dentist on Friday at 9, bring the insurance card</div><div><br></div>", "source_format": "enex"},
+        {"note_id": "a", "text": "<div>Dentist on Friday at 9, bring the insurance card</div><div><br></div>",
+         "source_format": "enex"},
         {"note_id": "b", "text": "   ", "source_format": "json"},
         {"note_id": "c", "text": "test", "source_format": "json"},
         {"note_id": "d", "text": "Reading notes: chapter 3 argues habits beat goals.", "source_format": "markdown",

@@ -43,7 +43,8 @@ def _summary_text(width: int, terminal: bool, spend: float = 0.0) -> str:
         return Manifest(stage=stage, fingerprint="f", inputs=[], config_hash="c", code_version="v", output=output,
                         rows_in=236, rows_out=27, spend_usd=spend, verdict=verdict)
 
-    run = PipelineRun([Row("train", "ran", 150, manifest("train", "model:notes-student@v1.2.0"), "input changed, code changed"),
+    run = PipelineRun([Row("train", "ran", 150, manifest("train", "model:notes-student@v1.2.0"),
+                           "input changed, code changed"),
                        Row("review", "skipped", why=REVIEW_OFF),
                        Row("eval", "ran", 106, manifest("eval", "report:x", "NO-SHIP"), "first run")])
     out = io.StringIO()

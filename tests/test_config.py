@@ -1,13 +1,14 @@
 import pytest
 
 from assay.config import load_config
-from assay.errors import ConfigError
 from assay.curation.config import CurateConfig
+from assay.errors import ConfigError
 
 
 def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("# assay curate EXPORT --config c.yaml\ndedupe:\n  near:\n    threshold: 0.7\nbalance:\n  max_per_cell: 50\n")
+    path.write_text("# assay curate EXPORT --config c.yaml\ndedupe:\n  near:\n    threshold: 0.7\n"
+                    "balance:\n  max_per_cell: 50\n")
     cfg = load_config(CurateConfig, path, ["dedupe.near.ngram=4", "balance.dimensions=[category, month]"])
     assert cfg.dedupe.near.threshold == 0.7 and cfg.dedupe.near.ngram == 4
     assert cfg.balance.max_per_cell == 50 and cfg.balance.dimensions == ["category", "month"]

@@ -72,10 +72,10 @@ def test_curate_counts_lists_and_keeps_references_that_break_the_length_contract
 def test_summaries_from_an_export_are_asked_for_with_the_tasks_length_contract(tmp_path):
     """An export's summary rows carry no instruction: training and evals ask with the summarize task's own,
     which states the length the gate checks, as synthetic rows do."""
-    from assay.records import notes_frame
-    from assay.store import DatasetStore
     from assay.curation.synth.tasks import get_task
     from assay.evals.suite import training_instruction
+    from assay.records import notes_frame
+    from assay.store import DatasetStore
     from assay.training.data import to_examples
 
     rows = [{"note_id": "n1", "text": "Bought milk and bread; the bakery closes at six on Sundays now.",

@@ -16,10 +16,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assay.records import notes_frame
 from assay.curation import minhash
 from assay.curation.config import DedupeConfig, NearDedupeConfig, SemanticDedupeConfig
 from assay.curation.dedupe import CLUSTER_SCHEMA, cross_dedupe, dedupe, dedupe_exact, dedupe_near, dedupe_semantic
+from assay.records import notes_frame
 
 
 def _load(name: str):

@@ -178,9 +178,9 @@ def test_merged(exported):
     assert_meets(result)
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(result.files)
     # the adapter changed the model: the merged weights are not the base's
+    import torch
     from transformers import AutoModelForCausalLM
 
-    import torch
     from assay.models import model_path
 
     merged = AutoModelForCausalLM.from_pretrained(result.path, dtype=torch.float32)

@@ -12,21 +12,20 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rich.console import Console
 
 from assay.cli_eval import show_eval
 from assay.config import load_config
-from assay.errors import AssayError, ConfigError
-from assay.project import Project
-from assay.runner import load_pipeline
 from assay.curation.clean import clean
 from assay.curation.config import CleanConfig, CurateConfig, IngestConfig
 from assay.curation.ingest import ingest
+from assay.errors import AssayError, ConfigError
 from assay.evals.gate import load_gate
 from assay.evals.report import compare_html, write_report
 from assay.evals.run import load_results
 from assay.evals.suite import load_suite
+from assay.project import Project
+from assay.runner import load_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "evals"))
@@ -52,7 +51,8 @@ SEEDS = {
 FORMATS = {"json": "json", "jsonl": "jsonl", "csv": "csv", "md": "markdown", "enex": "enex"}
 # pieces that have broken parsers before: structure, escapes, control and invalid bytes, deep nesting, huge numbers
 FRAGMENTS = [b"[", b"]", b"{", b"}", b'"', b"'", b",", b":", b"\n", b"\r", b"\x00", b"\xff", b"\xc3", b"\\u",
-             b"\\ud83d", b'"\\ud83d"', b"---\n", b"...\n", b"<", b">", b"&", b"&#0;", b"<![CDATA[", b"]]>", b"<!ENTITY x 'y'>",
+             b"\\ud83d", b'"\\ud83d"', b"---\n", b"...\n", b"<", b">", b"&", b"&#0;", b"<![CDATA[", b"]]>",
+             b"<!ENTITY x 'y'>",
              b"<note>", b"</note>", b"<content>", b"*a", b"&a", b"#", b"\x1b[2J", b"[/bold]", b";", b"\t",
              b"[" * 3000, b"{" * 3000, b"9" * 5000, b"0x" + b"f" * 5000, b"- " * 200, b'"' * 3]
 

@@ -27,7 +27,8 @@ REFERENCES = ["The team moved the launch to May after the audit found two blocki
               "Renew the passport before the June trip, and bring two photos for the form.",
               "Call the plumber about the leaking kitchen tap before the guests arrive on Friday."]
 # the base model's habit: a preamble and a wander, many sentences
-BASE = [f"Here is a summary of the note. {r} It is an important note. It has several points. Thanks." for r in REFERENCES]
+BASE = [f"Here is a summary of the note. {r} It is an important note. It has several points. Thanks."
+        for r in REFERENCES]
 # close to the references, but going on for a third and fourth sentence
 WORDY = [f"{r} This is noted for later. More may follow soon." for r in REFERENCES]
 
@@ -113,15 +114,16 @@ def test_the_kept_checkpoint_is_the_gates_choice_not_the_best_rouge(tmp_path, as
     """Two runs of the same tiny recipe (deterministic): the first keeps its best-ROUGE step; a gate whose
     rule that step fails makes the second (`assay train` as a user runs it) keep the other one, and the
     terminal, card and metrics say which rules pass; library output stays in the run log."""
-    from assay import training
+    from assay import registry, training
     from assay.project import Project
-    from assay import registry
     from assay.training.common import read_log
 
     write_notes(tmp_path)
     project = Project(tmp_path)
-    tiny = [o for o in TINY if not o.startswith(("eval.generate_examples", "eval.max_new_tokens", "train.learning_rate"))]
-    tiny += ["eval.generate_examples=2", "eval.max_new_tokens=24", "eval.best_metric=rouge_l", "train.learning_rate=3e-3"]
+    tiny = [o for o in TINY
+            if not o.startswith(("eval.generate_examples", "eval.max_new_tokens", "train.learning_rate"))]
+    tiny += ["eval.generate_examples=2", "eval.max_new_tokens=24", "eval.best_metric=rouge_l",
+             "train.learning_rate=3e-3"]
     first = training.run(SFT_YAML, tiny + ["eval.gate=null", "output.name=by-rouge"], project=project)
     rouge = {r["step"]: r["eval_rouge_l"] for r in read_log(first.path / "training_log.jsonl")
              if "eval_rouge_l" in r}

@@ -7,11 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from assay.errors import ConfigError, InputError
-from assay.records import NOTE_SCHEMA
 from assay.curation.config import IngestConfig
 from assay.curation.ingest import REASONS, ingest
 from assay.curation.ingest._rows import parse_date
+from assay.errors import ConfigError, InputError
+from assay.records import NOTE_SCHEMA
 
 EXPORTS = Path(__file__).parent / "data" / "exports"
 UTC = timezone.utc

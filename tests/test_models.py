@@ -44,7 +44,8 @@ def smol(smol_dir):
 
 
 def test_import_does_not_pull_in_torch():
-    code = "import sys, assay.models; print(sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)))"
+    code = ("import sys, assay.models; "
+            "print(sorted({'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 

@@ -210,7 +210,8 @@ def test_a_yaml_alias_bomb_is_refused_before_anything_formats_it(tmp_path, kind)
             "gate": "rules: *h\n", "pipeline": "eval:\n  suite: *h\n"}[kind]
     path = tmp_path / f"{kind}.yaml"
     path.write_text(BOMB + body, encoding="utf-8")
-    args = {"suite": ["eval", str(path), "--model", "m"], "gate": ["eval", "summarize", "--model", "m", "--gate", str(path)],
+    args = {"suite": ["eval", str(path), "--model", "m"],
+            "gate": ["eval", "summarize", "--model", "m", "--gate", str(path)],
             "pipeline": ["run", str(path)]}[kind]
     env = {**os.environ, "ASSAY_HOME": str(tmp_path), "COLUMNS": "200"}
     # the old loader built it, then an error message walked all 43 million values: minutes and gigabytes

@@ -8,10 +8,10 @@ import pytest
 from rich.console import Console
 
 from assay.config import load_config
-from assay.display import show_version
-from assay.store import DatasetStore
 from assay.curation.config import CurateConfig
 from assay.curation.pipeline import curate
+from assay.display import show_version
+from assay.store import DatasetStore
 
 SAMPLE = Path(__file__).resolve().parent.parent / "datasets" / "sample"
 PLANTED = json.loads((SAMPLE / "planted.json").read_text())
@@ -87,7 +87,8 @@ def test_no_distinct_notes_merged(run):
     pairs = {frozenset(p) for kind in ("exact", "near") for p in PLANTED[kind]}
     rejects = run.version.table("rejects")
     dup_rejects = rejects.filter(pl.col("reason").str.contains("duplicate_of"))
-    found = {frozenset((nid, reason.split(":", 1)[1])) for nid, reason in zip(dup_rejects["note_id"], dup_rejects["reason"])}
+    found = {frozenset((nid, reason.split(":", 1)[1]))
+             for nid, reason in zip(dup_rejects["note_id"], dup_rejects["reason"])}
     assert found == pairs
 
 
@@ -120,7 +121,8 @@ def test_splits_and_lineage(run):
 
 def test_cli_show_and_diff(tmp_path, assay):
     home = tmp_path
-    first = assay("curate", str(SAMPLE / "notes.json"), "--config", str(SAMPLE / "curate.yaml"), "dedupe.semantic.enabled=false", home=home)
+    first = assay("curate", str(SAMPLE / "notes.json"), "--config", str(SAMPLE / "curate.yaml"),
+                  "dedupe.semantic.enabled=false", home=home)
     assert "notes@v1" in first.stdout and "dedupe_near" in first.stdout and "coverage gap" in first.stdout
     assay("curate", str(SAMPLE / "notes.json"), "dedupe.semantic.enabled=false", "balance.enabled=false", home=home)
     listing = assay("datasets", "list", home=home).stdout

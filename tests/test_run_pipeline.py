@@ -2,7 +2,6 @@
 resume after kill -9 during training, and the demo end to end with its counts adding up."""
 
 import json
-from collections import Counter
 import os
 import re
 import shutil
@@ -10,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import polars as pl

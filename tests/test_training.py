@@ -347,8 +347,8 @@ def sft_version(project):
 
 @pytest.mark.slow
 def test_sft_run_writes_a_complete_registered_version(project, sft_version):
-    from assay.training.common import read_log
     from assay.registry import list_models
+    from assay.training.common import read_log
 
     path = sft_version.path
     assert path == project.models / "tiny" / "v1.0.0" and sft_version.parent is None
@@ -377,12 +377,11 @@ def test_sft_run_writes_a_complete_registered_version(project, sft_version):
 def test_packed_rows_do_not_attend_across_examples(tokenizer, assay_cache):
     """A packed row gives each example the logits it gets alone; padding changes nothing either."""
     import torch
+    from datasets import Dataset
 
     from assay.models import load_causal_lm
     from assay.training.collate import RowCollator, pack_rows
     from assay.training.data import encode, to_examples
-
-    from datasets import Dataset
 
     model, _ = load_causal_lm("smollm2-135m-instruct")
     examples, _ = to_examples(notes_frame(summary_rows()[:3]))
@@ -408,8 +407,8 @@ def test_packed_rows_do_not_attend_across_examples(tokenizer, assay_cache):
 def test_adapter_loads_and_generates(sft_version):
     from peft import PeftModel
 
-    from assay.models import load_causal_lm
     from assay.evals.generate import generate
+    from assay.models import load_causal_lm
 
     base, tokenizer = load_causal_lm("smollm2-135m-instruct")
     model = PeftModel.from_pretrained(base, sft_version.path / "adapter")
@@ -466,9 +465,9 @@ COMPRESS = ["data.max_seq_length=96", "data.packing=false", "data.limit=4", "dat
 @pytest.mark.slow
 def test_compressed_student_distils_from_its_teacher(project):
     """Half the layers of SmolLM2, every weight trained on KD loss, with the teacher's top-k cached."""
-    from assay import training
     from transformers import AutoConfig
 
+    from assay import training
     from assay.training.common import read_log
 
     version = training.run(DISTILL_YAML, COMPRESS, project=project)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from assay.config import load_config
-from assay.errors import ConfigError, InputError, StoreError
-from assay.records import notes_frame
-from assay.store import DatasetStore
 from assay.curation.clean import clean, normalize, strip_html
 from assay.curation.config import CleanConfig, CurateConfig, IngestConfig
 from assay.curation.ingest import ingest
+from assay.errors import ConfigError, InputError, StoreError
+from assay.records import notes_frame
+from assay.store import DatasetStore
 
 FAST = ["dedupe.semantic.enabled=false"]  # no embedding model: these tests are about input handling
 

@@ -14,8 +14,8 @@ import yaml
 from assay.config import load_config
 from assay.errors import ConfigError, NotFoundError
 from assay.project import Project
-from assay.training.config import RECIPES, DistillRunConfig, SFTRunConfig
 from assay.registry import ModelVersion, list_models
+from assay.training.config import RECIPES, DistillRunConfig, SFTRunConfig
 
 __all__ = ["load", "run", "list_models", "ModelVersion", "SFTRunConfig", "DistillRunConfig"]
 

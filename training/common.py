@@ -127,6 +127,7 @@ def load_base(model_cfg: ModelSection, *, for_training: bool = True):
     fp32 master weights, and fp32 is the fast path on CPU anyway.
     """
     import torch
+
     from assay.models import CATALOGUE, load_causal_lm, model_path
 
     bf16, _ = precision(model_cfg)

@@ -17,9 +17,9 @@ from typing import Any
 
 import polars as pl
 
+from assay.curation.synth.tasks import TASKS
 from assay.errors import InputError
 from assay.store import Version
-from assay.curation.synth.tasks import TASKS
 
 # Rows that carry input/output but no instruction get one from their task. A summary from an export is asked
 # for with the summarize task's own instruction, which states its length contract ("one or two sentences"):

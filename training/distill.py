@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from assay.project import Project
+from assay.registry import ModelVersion
 from assay.store import DatasetStore
 from assay.training import sft
 from assay.training.common import TrainingError, load_base
 from assay.training.config import DistillRunConfig, ModelSection
 from assay.training.data import IGNORE, load_splits
 from assay.training.head import CompletionOutput, RecipeTrainer, add_completion_head, supports_completion_head
-from assay.registry import ModelVersion
 
 
 def train(cfg: DistillRunConfig, *, project: Project | None = None, resume: bool = False) -> ModelVersion:

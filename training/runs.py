@@ -17,11 +17,17 @@ from typing import Any
 
 import yaml
 
+from assay import registry
 from assay.project import Project
 from assay.store import Version
-from assay import registry
-from assay.training.common import (cut_log, from_main_process, is_main_process, library_versions, read_log,
-                             wait_for_everyone)
+from assay.training.common import (
+    cut_log,
+    from_main_process,
+    is_main_process,
+    library_versions,
+    read_log,
+    wait_for_everyone,
+)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 SENTENCES = ("verdict", "gate")  # metrics that are sentences: said in words on the card, not in its table

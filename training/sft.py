@@ -17,14 +17,24 @@ from collections import Counter
 from pathlib import Path
 
 from assay.project import Project
+from assay.registry import ModelVersion
 from assay.store import DatasetStore
 from assay.training import gatecheck, runs
-from assay.training.common import (architecture, device_name, is_main_process, is_oom, load_base, lora_config,
-                             oom_error, read_log, trainer_args, wait_for_everyone)
+from assay.training.common import (
+    architecture,
+    device_name,
+    is_main_process,
+    is_oom,
+    load_base,
+    lora_config,
+    oom_error,
+    read_log,
+    trainer_args,
+    wait_for_everyone,
+)
 from assay.training.config import DistillRunConfig, SFTRunConfig
 from assay.training.data import encode, load_splits, refuse_small, to_examples
 from assay.training.memory import plan_batch, plan_steps
-from assay.registry import ModelVersion
 from assay.training.versus import from_log
 
 

@@ -17,8 +17,6 @@ from typing import Any, Callable, Iterator
 
 import polars as pl
 
-from assay.errors import ConfigError, InputError
-from assay.records import dumps_metadata, notes_frame
 from assay.curation.config import IngestConfig
 from assay.curation.ingest._io import Bad, Item, Source, file_kind, readable
 from assay.curation.ingest._rows import ALIASES, guess_id, to_row
@@ -28,6 +26,8 @@ from assay.curation.ingest.json_array import read_json
 from assay.curation.ingest.json_lines import read_jsonl
 from assay.curation.ingest.markdown import read_markdown
 from assay.curation.steps import StepResult
+from assay.errors import ConfigError, InputError
+from assay.records import dumps_metadata, notes_frame
 
 __all__ = ["ingest", "EXTENSIONS", "REASONS"]
 
@@ -40,7 +40,8 @@ EXTENSIONS = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".enex": "enex",
 }
 # reason families a reject row can carry; ":field" names the export's key, e.g. "missing_field:content"
-REASONS = ("unsafe_file", "unreadable_file", "empty_export", "invalid_json", "invalid_utf8", "invalid_xml", "unsafe_xml", "bad_front_matter",
+REASONS = ("unsafe_file", "unreadable_file", "empty_export", "invalid_json", "invalid_utf8", "invalid_xml",
+           "unsafe_xml", "bad_front_matter",
            "bad_row", "not_an_array", "not_an_object", "missing_field", "bad_type", "bad_value", "bad_date",
            "nul_byte", "too_large", "duplicate_id")
 # where a row points back to: a line for line formats, the record's position for containers, nothing for

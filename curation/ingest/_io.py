@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from assay.errors import InputError
 from assay.curation.config import IngestConfig
+from assay.errors import InputError
 
 BOM = b"\xef\xbb\xbf"
 RAW_CHARS = 2_000  # how much of an unreadable record a reject row keeps, for a person to look at

@@ -11,8 +11,8 @@ from typing import Any
 
 from dateutil import parser as dateparser
 
-from assay.records import dumps_metadata
 from assay.curation.ingest._io import Bad, Item, Source, json_kind, newlines, too_large
+from assay.records import dumps_metadata
 
 # our field -> the keys exports use for it; the first one present wins, the others go to metadata.
 # Keys match ignoring case, spaces, "_" and "-", so "Created At", "created_at" and "createdAt" are one key.

@@ -6,8 +6,8 @@ import csv
 import itertools
 from typing import Iterator
 
-from assay.errors import InputError
 from assay.curation.ingest._io import Bad, Item, Source, lines, readable, utf8_bad
+from assay.errors import InputError
 
 _DELIMITERS = ",;\t"
 

@@ -10,8 +10,8 @@ import json
 import re
 from typing import Iterator
 
-from assay.errors import beyond_python
 from assay.curation.ingest._io import BOM, RAW_CHARS, Bad, Item, Source, json_kind, readable
+from assay.errors import beyond_python
 
 _WS = re.compile(r"[ \t\n\r]*")
 _BAD_BYTE = re.compile("[\udc80-\udcff]")  # undecodable bytes, kept by the surrogateescape decoding

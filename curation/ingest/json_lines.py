@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-from assay.errors import beyond_python
 from assay.curation.ingest._io import Bad, Item, Source, json_kind, lines, readable, utf8_bad
+from assay.errors import beyond_python
 
 
 def read_jsonl(src: Source, rel: str | None = None) -> Iterator[Item]:

@@ -9,9 +9,9 @@ from typing import Iterator
 import yaml
 
 from assay.config import YAMLRefused, safe_yaml
+from assay.curation.ingest._io import BOM, CHUNK, Bad, Item, Source, newlines, readable, too_large, utf8_bad
 from assay.errors import beyond_python
 from assay.records import dumps_metadata
-from assay.curation.ingest._io import BOM, CHUNK, Bad, Item, Source, newlines, readable, too_large, utf8_bad
 
 _FRONT_END = re.compile(r"^(---|\.\.\.)[ \t]*$", re.M)
 _HEADING = re.compile(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)

@@ -11,8 +11,8 @@ import json
 import logging
 import warnings
 
-from assay.redact import mask_url, mask_urls
 from assay.curation.review.server import ReviewServerError, connection
+from assay.redact import mask_url, mask_urls
 
 
 def shown_url(client_or_url) -> str:
@@ -22,9 +22,8 @@ def shown_url(client_or_url) -> str:
 
 def connect(project=None):
     """`rg.Argilla` for ARGILLA_API_URL/ARGILLA_API_KEY, else the running embedded server; checks the key."""
-    import httpx
-
     import argilla as rg
+    import httpx
     from argilla._exceptions import ArgillaAPIError
     from argilla._exceptions._client import ArgillaCredentialsError
 
@@ -67,7 +66,6 @@ def find_dataset(client, name: str, workspace: str | None = None):
 def one_line_errors(client):
     """A connection lost or an API error in the middle of a command becomes one ReviewServerError line."""
     import httpx
-
     from argilla._exceptions import ArgillaAPIError
 
     url = shown_url(client)

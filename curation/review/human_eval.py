@@ -25,14 +25,14 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from assay.errors import AssayError, InputError
-from assay.project import Project
-from assay.redact import mask_urls_in
 from assay.curation.review.client import shown_url
 from assay.curation.review.push import ensure_dataset, log_records
 from assay.curation.review.safe import field_text
+from assay.errors import AssayError, InputError
 from assay.evals.judge import positions, win_rate_ci
 from assay.evals.run import load_results
+from assay.project import Project
+from assay.redact import mask_urls_in
 
 LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie: about as good"}
 SCORE = {"candidate": 1.0, "tie": 0.5, "baseline": 0.0}
@@ -138,9 +138,8 @@ def _mapping(project: Project, name: str, run_id: str, cand: str, against: str, 
 
 def pull_eval(project: Project, run: str, client, *, against: str = "base") -> dict:
     """Submitted preferences into results["human"] of the run, and its report rebuilt; returns that section."""
-    from assay.evals.report import write_report
-
     from assay.curation.review.pull import _remote, _responses, _usernames
+    from assay.evals.report import write_report
 
     results, folder = load_results(project, run)
     against = _baseline(results, against, folder)
@@ -201,7 +200,8 @@ def summarize(answers: dict[str, dict[str, dict]], where: dict[str, str], *, ide
             "responses": sum(winners.values()), "wins": winners["candidate"], "losses": winners["baseline"],
             "ties": winners["tie"], "baseline": baseline, "baseline_label": label,
             "position_a_rate": sum(s == "A" for s in said) / len(said) if said else None,
-            "annotators": {u: {k: c[k] for k in ("candidate", "baseline", "tie")} for u, c in sorted(annotators.items())},
+            "annotators": {u: {k: c[k] for k in ("candidate", "baseline", "tie")}
+                           for u, c in sorted(annotators.items())},
             "identical_ids": sorted(identical), "per_example": per_example}
 
 

@@ -25,10 +25,9 @@ import search_engine  # noqa: E402,F401  (registers the engine under its name be
 def _sqlite_wal() -> None:
     """argilla-server's SQLite in WAL mode: readers stop blocking the writer, and a commit is one append
     to the log (it keeps synchronous=FULL, so an answer is on disk once the server says so)."""
+    from argilla_server.settings import settings
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
-
-    from argilla_server.settings import settings
 
     @event.listens_for(Engine, "connect")
     def _pragmas(dbapi_connection, connection_record):
@@ -92,7 +91,6 @@ def _no_remote_fonts(app) -> int:
 
 def serve(host: str, port: int) -> None:
     import uvicorn
-
     from argilla_server import app
 
     _no_remote_fonts(app)
@@ -100,9 +98,8 @@ def serve(host: str, port: int) -> None:
 
 
 def worker() -> None:
-    from rq import Worker
-
     from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
+    from rq import Worker
 
     Worker([HIGH_QUEUE, DEFAULT_QUEUE], connection=REDIS_CONNECTION).work(with_scheduler=False)
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from assay.errors import AssayError
-from assay.store import DatasetRef, DatasetStore, Version, content_hash
 from assay.curation.review.agreement import TEXT_RULES, krippendorff_alpha, majority, resolve_text
 from assay.curation.review.push import CLASSIFY_KEYS, dataset_name, record_id
+from assay.errors import AssayError
+from assay.store import DatasetRef, DatasetStore, Version, content_hash
 
 ANSWER_SCHEMA = {"record_id": pl.String, "note_id": pl.String, "user": pl.String, "status": pl.String,
                  "question": pl.String, "value": pl.String}
@@ -167,7 +167,8 @@ def pull(store: DatasetStore, ref: str, client, *, task: str | None = None, text
         decisions[decision] += 1
         ratings = [v["quality"] for v in submitted.values() if isinstance(v.get("quality"), (int, float))]
         updates[note_id] = {"output": output if decision == "corrected" else original, "decision": decision,
-                            "reviewers": sorted(by_user), "review_rating": sum(ratings) / len(ratings) if ratings else None}
+                            "reviewers": sorted(by_user),
+                            "review_rating": sum(ratings) / len(ratings) if ratings else None}
 
     reviewed = _apply(data, task, updates)
     agreement = _agreement(task, per_record, statuses)

@@ -15,10 +15,10 @@ from typing import Any
 
 import polars as pl
 
-from assay.errors import InputError
-from assay.store import DatasetStore, Version
 from assay.curation.review.client import find_dataset, shown_url
 from assay.curation.review.safe import agent_names, field_text
+from assay.errors import InputError
+from assay.store import DatasetStore, Version
 
 ONLY = ("all", "low-agreement", "synthetic", "duplicates")
 TEXT_TASKS = {"summarize": "Summary", "extract": "Extraction (JSON)", "qa": "Questions and answers (JSON)"}
@@ -239,8 +239,9 @@ def _record(row: dict, task: str, teachers: list[str], cands: dict[str, dict], a
         lines.append(f"- {teacher}: score {_fmt(_score(cand or {}))}"
                      + ("" if cand and cand.get("output") else f" (no output: {(cand or {}).get('reason') or 'none'})"))
     note = f"{row['title']}\n\n{row['text']}" if row.get("title") else (row.get("text") or "")
-    metadata = {_category_key(task): row.get("category") or "none", "source": row.get("source_format") or row.get("origin")
-                or "unknown", "synthetic": str(bool(row.get("synthetic"))).lower(), "teacher": selected or "none"}
+    metadata = {_category_key(task): row.get("category") or "none",
+                "source": row.get("source_format") or row.get("origin") or "unknown",
+                "synthetic": str(bool(row.get("synthetic"))).lower(), "teacher": selected or "none"}
     if row.get("agreement") is not None:
         metadata["agreement"] = float(row["agreement"])
     fields = {"note": note or "(empty note)", "instruction": row.get("instruction") or task, "guide": "\n".join(lines)}

@@ -21,9 +21,23 @@ from uuid import UUID
 from argilla_server.enums import MetadataPropertyType, ResponseStatusFilter, SimilarityOrder, SortOrder
 from argilla_server.models import Dataset, MetadataProperty, Record, Response, Suggestion, User, VectorSettings
 from argilla_server.search_engine.base import (
-    AndFilter, Filter, FloatMetadataMetrics, IntegerMetadataMetrics, MetadataFilterScope, MetadataMetrics, Order,
-    RangeFilter, RecordFilterScope, ResponseFilterScope, SearchEngine, SearchResponseItem, SearchResponses,
-    SuggestionFilterScope, TermsFilter, TermsMetrics, TextQuery,
+    AndFilter,
+    Filter,
+    FloatMetadataMetrics,
+    IntegerMetadataMetrics,
+    MetadataFilterScope,
+    MetadataMetrics,
+    Order,
+    RangeFilter,
+    RecordFilterScope,
+    ResponseFilterScope,
+    SearchEngine,
+    SearchResponseItem,
+    SearchResponses,
+    SuggestionFilterScope,
+    TermsFilter,
+    TermsMetrics,
+    TextQuery,
 )
 
 ENGINE_NAME = "assay-sqlite"
@@ -148,7 +162,8 @@ class SQLiteSearchEngine(SearchEngine):
                 row = self.conn.execute("SELECT rid FROM docs WHERE record_id = ?", (str(record.id),)).fetchone()
                 if row:
                     base = row[0] * FIELDS_PER_RECORD
-                    self.conn.execute("DELETE FROM fts WHERE rowid BETWEEN ? AND ?", (base, base + FIELDS_PER_RECORD - 1))
+                    self.conn.execute("DELETE FROM fts WHERE rowid BETWEEN ? AND ?",
+                                      (base, base + FIELDS_PER_RECORD - 1))
                     self.conn.execute("DELETE FROM docs WHERE rid = ?", (row[0],))
 
     async def update_record_response(self, response: Response):
@@ -379,7 +394,8 @@ def _text_matches(dataset: Dataset, query) -> tuple[str, list] | None:
         return None
     by_field = " AND field = ?" if text.field else ""
     return (f"SELECT rowid / {FIELDS_PER_RECORD} AS mrid, -rank AS s FROM fts"
-            f" WHERE fts MATCH ? AND dataset_id = ?{by_field}", [match, str(dataset.id)] + ([text.field] if text.field else []))
+            f" WHERE fts MATCH ? AND dataset_id = ?{by_field}",
+            [match, str(dataset.id)] + ([text.field] if text.field else []))
 
 
 def _fts_query(q: str) -> str | None:

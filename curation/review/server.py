@@ -198,7 +198,8 @@ class Supervisor:
         tmp = self.paths.runtime.with_suffix(".tmp")  # renamed into place: a reader never sees half of it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"pid": os.getpid(), "url": url, "host": self.host, "port": self.port, "redis_port": redis_port}, fh)
+            json.dump({"pid": os.getpid(), "url": url, "host": self.host, "port": self.port,
+                       "redis_port": redis_port}, fh)
         os.replace(tmp, self.paths.runtime)
         if new:
             self.log(f"owner {creds['username']!r} password {creds['password']!r} api key {creds['api_key']!r} "
@@ -209,7 +210,8 @@ class Supervisor:
         if not shutil.which("redis-server"):
             raise ReviewServerError("redis-server is not installed; install it with `apt-get install -y redis-server`")
         port = _any_port()
-        self._spawn("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.paths.redis),
+        self._spawn("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                              "--dir", str(self.paths.redis),
                               "--save", "", "--appendonly", "no", "--protected-mode", "yes"], None)
         self._wait(lambda: _redis_ping(port), "redis", 15)
         return port

@@ -9,8 +9,8 @@ from __future__ import annotations
 import secrets
 import warnings
 
-from assay.errors import AssayError, InputError
 from assay.curation.review.server import ReviewServerError
+from assay.errors import AssayError, InputError
 
 ROLES = ("annotator", "admin")  # an owner is made once, with the server (`assay review serve`)
 

@@ -10,8 +10,16 @@ Tasks (templates + parsers), selection and the `assay synth` verb build on these
 
 from assay.curation.synth.bookkeeping import BudgetExceeded
 from assay.curation.synth.cache import Cache, cache_key, cacheable
-from assay.curation.synth.contract import (BATCH_DISCOUNT, FREE, MissingKeyError, Price, Reply, Request, Teacher,
-                                     TeacherError)
+from assay.curation.synth.contract import (
+    BATCH_DISCOUNT,
+    FREE,
+    MissingKeyError,
+    Price,
+    Reply,
+    Request,
+    Teacher,
+    TeacherError,
+)
 from assay.curation.synth.ledger import Ledger, Spend, scrub
 from assay.curation.synth.limits import Limits, LimitsConfig
 from assay.curation.synth.prices import DEFAULT_PRICES, PriceTable, UnknownPriceError

@@ -11,12 +11,12 @@ from collections import Counter
 
 import polars as pl
 
-from assay.records import conform
 from assay.curation.synth.config import SynthConfig
 from assay.curation.synth.contract import Reply, Teacher
 from assay.curation.synth.pii import Guard
 from assay.curation.synth.select import Group
 from assay.curation.synth.tasks import Parsed, Prompt, Task
+from assay.records import conform
 
 
 def candidate_row(note_id: str, task: str, prompt_version: str, teacher: Teacher, reply: Reply, text: str | None,

@@ -18,8 +18,6 @@ import time
 import uuid
 from collections import Counter
 
-from assay.errors import AssayError
-
 from assay.curation.synth.bookkeeping import Budget, BudgetExceeded, Progress, record_hits
 from assay.curation.synth.cache import Cache, cache_key, cacheable, transaction
 from assay.curation.synth.contract import Reply, Request, Teacher, TeacherError, failed
@@ -28,8 +26,8 @@ from assay.curation.synth.leases import Shared, running
 from assay.curation.synth.ledger import Ledger
 from assay.curation.synth.prices import max_input_tokens
 from assay.curation.synth.registry import MAX_PER_BATCH, PROVIDERS
+from assay.errors import AssayError
 from assay.schema import ensure
-
 
 
 class BatchStore:

@@ -10,12 +10,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
-from assay.errors import AssayError
-
 from assay.curation.synth.cache import transaction
 from assay.curation.synth.contract import Reply, Request, Teacher
 from assay.curation.synth.leases import Shared
 from assay.curation.synth.ledger import Ledger
+from assay.errors import AssayError
 
 # faults after which the provider may have done (and billed) the work: counted against the budget
 UNCERTAIN = {"timeout", "connection_reset", "malformed_body"}

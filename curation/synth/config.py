@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator, model_validator
 
 from assay.config import Strict
-from assay.errors import NotFoundError
 from assay.curation.config import CleanConfig, DedupeConfig
 from assay.curation.synth.limits import LimitsConfig
 from assay.curation.synth.recognizers import DEFAULT_PHONE_REGIONS
 from assay.curation.synth.registry import PROVIDERS
+from assay.errors import NotFoundError
 
 if TYPE_CHECKING:
     import polars as pl

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from assay.records import conform, notes_frame
 from assay.curation.balance import cell_columns, coverage
 from assay.curation.clean import clean
 from assay.curation.config import BalanceConfig
@@ -26,6 +25,7 @@ from assay.curation.steps import StepResult, split_by_reason
 from assay.curation.synth.config import GapFillConfig
 from assay.curation.synth.contract import Request
 from assay.curation.synth.tasks import WRITE_NOTE, Parsed, load_template
+from assay.records import conform, notes_frame
 
 WRITABLE = ("category", "tag", "folder", "length")
 
@@ -98,8 +98,8 @@ def write_requests(plans: list[CellPlan], cfg: GapFillConfig, protect=lambda not
         n = len(plan.examples)
         for slot in range(plan.to_write):
             chosen = [plan.examples[(slot + k) % n] for k in range(min(cfg.examples, n))]
-            messages = tpl.render(cell=_describe(plan.cell), examples=[protect(e["note_id"], e["text"]) for e in chosen],
-                                  slot=slot + 1)
+            messages = tpl.render(cell=_describe(plan.cell),
+                                  examples=[protect(e["note_id"], e["text"]) for e in chosen], slot=slot + 1)
             request = Request(messages, max_tokens=cfg.max_tokens, temperature=cfg.temperature,
                               metadata={"role": "write_note", "cell": plan.key, "slot": slot + 1,
                                         "prompt_version": tpl.prompt_version})

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from assay.curation.synth.contract import Reply
 from assay.schema import ensure
 
-
 _SECRET_NAMES = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD)$")
 _KEY_SHAPES = re.compile(r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,})")
 

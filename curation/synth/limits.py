@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from assay.config import Strict
-
 from assay.curation.synth.registry import PROVIDERS
 
 

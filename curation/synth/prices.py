@@ -2,8 +2,9 @@
 
 Prices are list prices as published by the providers (standard tier, no prompt caching), kept with
 each provider in registry.py; both batch APIs bill half. Override or add any model with
-`PriceTable({"openai:my-model": (0.3, 1.2)})` or from a config mapping of the same shape. A remote model with no price is *unknown*, never free:
-estimates say so, and a run with a budget refuses to start until a price is given.
+`PriceTable({"openai:my-model": (0.3, 1.2)})` or from a config mapping of the same shape. A remote model with
+no price is *unknown*, never free: estimates say so, and a run with a budget refuses to start until a price is
+given.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import math
 import re
 from typing import Mapping
 
-from assay.errors import AssayError
-
 from assay.curation.synth.contract import Price
 from assay.curation.synth.registry import PROVIDERS
+from assay.errors import AssayError
 
 # the providers' list prices, from their registry entries
 DEFAULT_PRICES: dict[str, Price] = {f"{p.name}:{model}": price for p in PROVIDERS.values()

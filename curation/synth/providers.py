@@ -15,13 +15,12 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse, urlsplit, urlunsplit
 
-from assay.errors import AssayError
-from assay.redact import mask_url, mask_urls, mask_urls_in_logs
-
 from assay.curation.synth.contract import FREE, MissingKeyError, Reply, Request, failed
 from assay.curation.synth.faults import classify, status_reason
 from assay.curation.synth.prices import PriceTable
 from assay.curation.synth.registry import PROVIDERS
+from assay.errors import AssayError
+from assay.redact import mask_url, mask_urls, mask_urls_in_logs
 
 # models that reject sampling parameters (Anthropic: Opus 4.7 and later, generation 5+; OpenAI: reasoning models)
 _ANTHROPIC_NO_TEMPERATURE = re.compile(r"^claude-(opus-4-[7-9]|opus-4-\d\d|[a-z]+-[5-9])")

@@ -16,10 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from assay.errors import NotFoundError
-
 from assay.curation.synth.contract import Price, Teacher
-
+from assay.errors import NotFoundError
 
 MAX_PER_BATCH = 10_000  # requests in one batch submission unless a provider says otherwise
 

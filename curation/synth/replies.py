@@ -35,7 +35,8 @@ def find_json(text: str, opener: str) -> Any:
     raise ValueError("no JSON found")
 
 
-_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Sr|Jr|Mt|No|vs|etc|e\.g|i\.e|approx|Inc|Ltd|Co)|\b[A-Z])\.$")
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Sr|Jr|Mt|No|vs|etc|e\.g|i\.e|approx|Inc|Ltd|Co)"
+                           r"|\b[A-Z])\.$")
 
 
 def sentences(text: str) -> list[str]:

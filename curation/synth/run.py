@@ -18,17 +18,17 @@ from typing import Any
 
 import polars as pl
 
-from assay.errors import ConfigError
-from assay.project import Project
-from assay.records import conform
-from assay.redact import mask_urls, mask_urls_in
-from assay.store import DatasetStore, Version
 from assay.curation.config import SplitConfig
 from assay.curation.pipeline import Tracker, no_progress
 from assay.curation.splits import assign_synthetic_splits
 from assay.curation.synth import gaps as gapfill
-from assay.curation.synth.assemble import CANDIDATE_SCHEMA  # noqa: F401  (tests/review and bench_review read it here)
-from assay.curation.synth.assemble import assemble, candidate_row, failure_counts, outputs_by_cell
+from assay.curation.synth.assemble import (
+    CANDIDATE_SCHEMA,  # noqa: F401  (tests/review and bench_review read it here)
+    assemble,
+    candidate_row,
+    failure_counts,
+    outputs_by_cell,
+)
 from assay.curation.synth.bookkeeping import Calls
 from assay.curation.synth.config import ALIASES, SynthConfig
 from assay.curation.synth.contract import MissingKeyError, Reply, Request, Teacher
@@ -39,6 +39,11 @@ from assay.curation.synth.registry import get_teacher
 from assay.curation.synth.runner import estimate, open_state, run_requests
 from assay.curation.synth.select import Candidate, Group, SelectContext, get_strategy, judge_requests
 from assay.curation.synth.tasks import WRITE_NOTE, Labels, Parsed, Prompt, Task, get_task
+from assay.errors import ConfigError
+from assay.project import Project
+from assay.records import conform
+from assay.redact import mask_urls, mask_urls_in
+from assay.store import DatasetStore, Version
 
 
 @dataclass
@@ -299,7 +304,10 @@ def _fill(session: Session, cfg: SynthConfig, version: Version, df: pl.DataFrame
     """Write new notes for the planned cells, parse them, and vet them (clean, dedupe, cross-dedupe, target)."""
     writer_spec = ALIASES.get(cfg.writer(), cfg.writer())
     writer = session.teacher(writer_spec)
-    protect = (lambda note_id, text: guard.outgoing(writer, note_id, text) or "")
+
+    def protect(note_id, text):
+        return guard.outgoing(writer, note_id, text) or ""
+
     slots = gapfill.write_requests(plans, cfg.gaps, protect)
     replies = session.run([(writer, [s[3] for s in slots], "write notes")])[0]
     written, cand_rows, failures = [], [], {}

@@ -20,8 +20,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from assay.project import Project
-
 from assay.curation.synth.batch import run_batch
 from assay.curation.synth.bookkeeping import POLL_S, Budget, BudgetExceeded, Progress, record_hits
 from assay.curation.synth.cache import Cache, cache_key, cacheable, transaction
@@ -32,6 +30,8 @@ from assay.curation.synth.ledger import Ledger
 from assay.curation.synth.limits import Limits
 from assay.curation.synth.prices import UnknownPriceError, estimate_input_tokens, max_input_tokens
 from assay.curation.synth.registry import PROVIDERS
+from assay.project import Project
+
 
 @dataclass
 class Estimate:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from assay.errors import NotFoundError
 from assay.curation.synth.contract import Reply, Request
 from assay.curation.synth.tasks import Parsed, Task, load_template, parse_scores
+from assay.errors import NotFoundError
 from assay.evals.metrics import rouge_l  # the one ROUGE; consensus and evals agree on what it means
 
 

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from assay.errors import NotFoundError
 from assay.curation.synth.replies import find_json, sentences, strip_reply
+from assay.errors import NotFoundError
 from assay.evals.metrics import SUMMARY_CONTRACT, summary_length_problem  # the contract the ship gate checks
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -133,7 +133,8 @@ class Classification(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
 
-_KEY_VALUE = re.compile(r"^\s*[-*]?\s*\"?(category|importance|context)\"?\s*[:=]\s*\"?([\w -]+?)\"?\s*,?\s*$", re.I | re.M)
+_KEY_VALUE = re.compile(r"^\s*[-*]?\s*\"?(category|importance|context)\"?\s*[:=]\s*\"?([\w -]+?)\"?\s*,?\s*$",
+                        re.I | re.M)
 
 
 def parse_classification(text: str | None, prompt: Prompt) -> Parsed:
@@ -244,8 +245,8 @@ class QAPair(BaseModel):
         return value.strip()
 
 
-_QA_LINES = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]\s*(.+?)\s*\n\s*(?:A|Answer)\s*\d*\s*[:.]\s*(.+?)\s*$",
-                       re.I | re.M)
+_QA_LINES = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Q|Question)\s*\d*\s*[:.]\s*(.+?)\s*\n"
+                       r"\s*(?:A|Answer)\s*\d*\s*[:.]\s*(.+?)\s*$", re.I | re.M)
 
 
 def parse_qa(text: str | None, prompt: Prompt) -> Parsed:

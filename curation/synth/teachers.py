@@ -11,11 +11,9 @@ import re
 from collections import Counter
 from typing import Any, Callable
 
-from assay.errors import NotFoundError
-
 from assay.curation.synth.contract import FREE, Reply, Request
 from assay.curation.synth.prices import PriceTable
-
+from assay.errors import NotFoundError
 
 # -- rule baselines
 

@@ -151,7 +151,8 @@ def fake_results(n: int = 40, m: int = 4, *, seed: int = 0, hostile: str | None 
             d, lo, hi = _mean_ci(deltas)
             hib = mt["higher_is_better"]
             verdict = "unclear" if hib is None or lo <= 0 <= hi else ("better" if (lo > 0) == hib else "worse")
-            comparisons.append({"metric": mt["name"], "baseline": spec[0], "candidate_value": scores["candidate"][mt["name"]],
+            comparisons.append({"metric": mt["name"], "baseline": spec[0],
+                                "candidate_value": scores["candidate"][mt["name"]],
                                 "baseline_value": scores[spec[0]][mt["name"]], "delta": d, "ci_low": lo, "ci_high": hi,
                                 "n": len(deltas), "verdict": verdict})
         drops = [(e["scores"]["candidate"]["rougeL"] - e["scores"][spec[0]]["rougeL"], e["id"]) for e in examples]
@@ -185,7 +186,8 @@ def fake_results(n: int = 40, m: int = 4, *, seed: int = 0, hostile: str | None 
         "training": {"log": log, "config": config, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
                      "device": "cpu", "wall_time_s": 92.0, "metrics": {"train_loss": 0.61}},
         "trend": [{"version": v, "value": x, "run_id": f"notes-student-{v}-summarize", "current": v == "v1.1.0"}
-                  for v, x in [("v0.8.0", 0.14), ("v0.9.0", 0.17), ("v1.0.0", 0.19), ("v1.1.0", scores["candidate"]["rougeL"])]],
+                  for v, x in [("v0.8.0", 0.14), ("v0.9.0", 0.17), ("v1.0.0", 0.19),
+                               ("v1.1.0", scores["candidate"]["rougeL"])]],
         "ondevice": [
             {"format": "merged", "size_mb": 513.2, "latency_p50_ms": 80.1, "latency_p95_ms": 95.0, "ttft_ms": 20.0,
              "tokens_per_s": 45.0, "peak_memory_mb": 900.0, "latency_ms": [71.4, 78.9, 80.1, 81.3, 96.2]},
@@ -195,7 +197,8 @@ def fake_results(n: int = 40, m: int = 4, *, seed: int = 0, hostile: str | None 
              "tokens_per_s": 88.0, "peak_memory_mb": 240.0},
         ],
         "lineage": {"dataset": "notes@v2" + h, "curation": {"rows_in": 298, "kept": 240,
-                                                            "dropped": {"exact_duplicate": 8, "near_duplicate" + h: 30, "too_short": 20}},
+                                                            "dropped": {"exact_duplicate": 8, "near_duplicate" + h: 30,
+                                                                        "too_short": 20}},
                     "teachers": ["local:smollm2-135m-instruct" + h, "rule:lead"], "spend_usd": 0.42,
                     "egress": {"remote_calls": 12, "redacted": 3, "providers": {"anthropic" + h: 12}},
                     "review": {"coverage": 0.4, "agreement": 0.7}, "training_config": config,

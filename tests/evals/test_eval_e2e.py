@@ -75,7 +75,8 @@ def test_every_contestant_is_scored_on_the_same_gold_examples(evaluated):
         assert all(e["predictions"][key] or e["failures"][key] for e in results["examples"]), key
     # perplexity needs token probabilities: models have it, the rule says why it has none
     assert results["scores"]["candidate"]["perplexity"] > 1 and results["scores"]["rule:lead"]["perplexity"] is None
-    assert "rule" in results["missing"]["rule:lead"]["perplexity"] or "teacher" in results["missing"]["rule:lead"]["perplexity"]
+    assert ("rule" in results["missing"]["rule:lead"]["perplexity"]
+            or "teacher" in results["missing"]["rule:lead"]["perplexity"])
 
 
 def test_comparisons_regressions_and_the_recomputed_numbers_agree(evaluated):
@@ -92,13 +93,15 @@ def test_comparisons_regressions_and_the_recomputed_numbers_agree(evaluated):
         worse = [e for e in results["examples"]
                  if e["scores"]["candidate"]["rougeL"] < e["scores"][c["baseline"]]["rougeL"]]
         assert [r["id"] for r in results["regressions"][c["baseline"]]] == \
-            [e["id"] for e in sorted(worse, key=lambda e: e["scores"]["candidate"]["rougeL"] - e["scores"][c["baseline"]]["rougeL"])]
+            [e["id"] for e in sorted(worse, key=lambda e: e["scores"]["candidate"]["rougeL"]
+                                     - e["scores"][c["baseline"]]["rougeL"])]
 
 
 def test_training_lineage_and_trend_come_from_this_run(evaluated):
     home, _, folder, results = evaluated
     log = results["training"]["log"]
-    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4] and results["training"]["base_model"] == "smollm2-135m-instruct"
+    assert ([r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
+            and results["training"]["base_model"] == "smollm2-135m-instruct")
     lineage = results["lineage"]
     assert lineage["dataset"] == "notes@v1" and lineage["curation"]["rows_in"] == 298
     assert sum(lineage["curation"]["dropped"].values()) == 298 - lineage["curation"]["kept"]
@@ -135,7 +138,8 @@ def test_a_second_eval_generates_nothing_and_report_rebuilds(evaluated):
     assert len(before) == 6 * 3  # candidate, previous, base; the rule is cheap and goes through the teacher cache
     proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.1", "--against", "previous,base,rule:lead",
                *SMALL_EVAL)
-    assert sqlite3.connect(db).execute("SELECT model_key, example_key, created_at FROM eval_predictions").fetchall() == before
+    assert sqlite3.connect(db).execute(
+        "SELECT model_key, example_key, created_at FROM eval_predictions").fetchall() == before
     ungated = report_folder(proc)  # no gate: another run, in its own folder; the gated run's verdict stays
     again = json.loads((ungated / "results.json").read_text())
     assert ungated != folder and json.loads((folder / "results.json").read_text())["verdict"] == results["verdict"]

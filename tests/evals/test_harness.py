@@ -11,11 +11,11 @@ import yaml
 from tiny_student import BASE, register_student
 
 from assay.errors import ConfigError, ModelUnavailableError
-from assay.project import Project
-from assay.store import DatasetStore
 from assay.evals.harness import PREFIX, harness_metrics, model_args, run_harness, write_task
 from assay.evals.metrics import rouge
 from assay.evals.suite import load_examples, load_suite
+from assay.project import Project
+from assay.store import DatasetStore
 
 SMALL = ["data.limit=4", "generation.max_new_tokens=12", "generation.batch_size=4",
          "metrics=[rougeL,rouge1,words]", "harness=true", "ondevice.measure=false"]
@@ -95,7 +95,8 @@ def test_harness_scores_join_the_eval_and_equal_our_rouge_on_its_generations(pro
         generations[key] = [s["filtered_resps"][0] for s in samples]
         ours = [rouge(g.strip(), ex.reference) for g, ex in zip(generations[key], examples)]
         for sample, mine in zip(samples, ours):  # lm-eval's per-example value is our ROUGE of its own output
-            assert sample["rougeL"] == pytest.approx(mine["rougeL"]) and sample["rouge1"] == pytest.approx(mine["rouge1"])
+            assert (sample["rougeL"] == pytest.approx(mine["rougeL"])
+                    and sample["rouge1"] == pytest.approx(mine["rouge1"]))
         mean = sum(m["rougeL"] for m in ours) / len(ours)
         assert results["scores"][key][PREFIX + "rougeL"] == pytest.approx(mean)
         # lm-eval asked exactly what `assay eval` asks: the student's message in the chat template

@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "synth"))
 
 from fake_provider import FakeProvider  # noqa: E402
 
-from assay.errors import ConfigError  # noqa: E402
-from assay.project import Project  # noqa: E402
-from assay.store import DatasetStore  # noqa: E402
 from assay.curation.synth.config import SynthConfig  # noqa: E402
+from assay.errors import ConfigError  # noqa: E402
 from assay.evals.judge import pairwise, parse_winner, positions, win_rate_ci  # noqa: E402
 from assay.evals.suite import load_examples, load_suite  # noqa: E402
+from assay.project import Project  # noqa: E402
+from assay.store import DatasetStore  # noqa: E402
 
 JUDGE = "anthropic:claude-haiku-4-5"
 INSTRUCTION = "Summarize this note in one or two sentences."
@@ -70,7 +70,8 @@ def test_positions_are_balanced_seeded_and_parse_is_strict():
     first = positions(ids, 0)
     assert first == positions(list(reversed(ids)), 0)  # the order given does not matter, the seed does
     assert sum(v == "A" for v in first.values()) == 5 and positions(ids, 1) != first
-    assert parse_winner('{"winner": "B"}') == ("B", None) and parse_winner("```json\n{\"winner\":\"tie\"}\n```")[0] == "tie"
+    assert (parse_winner('{"winner": "B"}') == ("B", None)
+            and parse_winner("```json\n{\"winner\":\"tie\"}\n```")[0] == "tie")
     assert parse_winner(" a. ") == ("A", None)
     assert parse_winner("Output A is better") == (None, "invalid_json")
     assert parse_winner('{"winner": "C"}') == (None, "unknown_winner:C")
@@ -86,7 +87,8 @@ def test_fair_judge_sees_the_candidate_on_both_sides_and_a_rerun_pays_nothing(tm
     project = Project(tmp_path / "proj")
     cand, base = texts(exs)
     try:
-        judged, spent = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS, project=project)
+        judged, spent = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS,
+                                 project=project)
         assert judged["wins"] == 8 and judged["n"] == 8 and judged["win_rate"] == 1.0 and judged["failed"] == 0
         assert judged["ci_low"] == judged["ci_high"] == 1.0
         assert judged["candidate_as_a"] == 4 and judged["position_a_rate"] == 0.5  # the order was randomised ...
@@ -103,7 +105,8 @@ def test_fair_judge_sees_the_candidate_on_both_sides_and_a_rerun_pays_nothing(tm
         assert spent["egress"]["rows_left_machine"] == 8 and spent["egress"]["rows_redacted"] == 8
 
         calls = len(server.model_calls())
-        again, spent2 = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS, project=project)
+        again, spent2 = pairwise(suite, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS,
+                                 project=project)
         assert len(server.model_calls()) == calls and spent2["calls"] == 0 and spent2["cached"] == 8
         assert spent2["spend_usd"] == 0 and again["win_rate"] == 1.0
         from assay.curation.synth.runner import open_state
@@ -138,8 +141,8 @@ def test_the_budget_stops_the_judge_and_says_so(tmp_path, monkeypatch, examples)
         budget = full["spend_usd"]
         capped = suite.model_copy(update={"judge": suite.judge.model_copy(update={"budget_usd": budget})})
         project = Project(tmp_path / "proj")
-        judged, spent = pairwise(capped, exs, cand, base, instruction=INSTRUCTION, baseline_key="base", privacy=DEFAULTS,
-                                 project=project)
+        judged, spent = pairwise(capped, exs, cand, base, instruction=INSTRUCTION, baseline_key="base",
+                                 privacy=DEFAULTS, project=project)
         assert judged["stopped"] and "budget" in judged["stopped"]
         assert 1 <= judged["n"] < 8 and judged["failed"] == 8 - judged["n"]
         assert all(r["reason"] == "not_sent:budget" for r in judged["per_example"] if r["winner"] is None)

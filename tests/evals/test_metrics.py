@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assay.evals.compare import direction, paired_bootstrap, regressions
 from assay.errors import ConfigError
+from assay.evals.compare import direction, paired_bootstrap, regressions
 from assay.evals.gate import NO_SHIP, SHIP, GateConfig, evaluate_gate
 from assay.evals.metrics import METRICS, Item, Metric, get_metric, repetition, rouge, rouge_l, token_f1
 
@@ -80,7 +80,8 @@ def test_classification_accuracy_macro_f1_and_confusion():
 
 
 def test_classification_reads_the_label_field_of_a_json_answer():
-    items = [Item('{"category": "Work"}', "work", {"category": "Work", "importance": "low"}, {"label_field": "category"})]
+    items = [Item('{"category": "Work"}', "work", {"category": "Work", "importance": "low"},
+                  {"label_field": "category"})]
     assert get_metric("accuracy").score(items) == 1.0
 
 
@@ -199,7 +200,8 @@ def test_a_rule_whose_baseline_is_not_in_the_run_never_passes():
 
     typo = GateConfig.model_validate({"rules": [{"metric": "rougeL", "against": "baes", "must": "better"}]})
     shape = RunShape(("rougeL", "length_ok"), ("base", "rule:lead"), False, None)
-    with pytest.raises(ConfigError, match=r"rules\[1\].*baes is not a baseline of this run \(baselines: base, rule:lead"):
+    with pytest.raises(ConfigError,
+                       match=r"rules\[1\].*baes is not a baseline of this run \(baselines: base, rule:lead"):
         preflight(typo, shape)
     with pytest.raises(ConfigError, match="not a metric of this suite"):
         preflight(GateConfig.model_validate({"rules": [{"metric": "json_valid", "at_least": 0.9}]}), shape)
@@ -275,8 +277,8 @@ def test_embedding_similarity_hand_values():
 @pytest.mark.slow
 def test_embedding_similarity_with_the_embedded_minilm(assay_cache):
     """The evaluator's embeddings (all-MiniLM-L6-v2) give the cosine numpy computes from the model's own vectors."""
-    from assay.models import load_embedder
     from assay.evals.run import _embed
+    from assay.models import load_embedder
 
     texts = ["The council approved the new bus lane on Main Street.",
              "A bus lane on Main Street was approved by the council.",

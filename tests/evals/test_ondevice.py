@@ -10,8 +10,8 @@ import sys
 import pytest
 from tiny_student import register_student
 
-from assay.project import Project
 from assay.evals.ondevice import RESULT, measure_model, size_on_disk
+from assay.project import Project
 
 REF = "notes-student@v1.0.0"
 PROMPTS = [[{"role": "user", "content": "Summarize this note in one or two sentences.\n\nshopping\n\nmilk, eggs"}],
@@ -48,7 +48,8 @@ def test_each_export_is_measured_in_its_own_process_and_written_beside_export_js
         assert fig["prompts"] == 3 and fig["max_new_tokens"] == 8 and fig["threads"] == 1
         assert 0 < fig["ttft_ms"] < fig["latency_p50_ms"] <= fig["latency_p95_ms"]  # 1 token < 8 tokens
         # every example's latency is kept (the report draws the distribution) and the percentiles come from it
-        assert len(fig["latency_ms"]) == 3 and sorted(fig["latency_ms"])[1] == pytest.approx(fig["latency_p50_ms"], abs=0.1)
+        assert (len(fig["latency_ms"]) == 3
+                and sorted(fig["latency_ms"])[1] == pytest.approx(fig["latency_p50_ms"], abs=0.1))
         assert max(fig["latency_ms"]) >= fig["latency_p95_ms"] - 0.1
         # every example generates exactly 8 tokens, so tokens/s and per-example latency describe the same work
         assert 8 * 1000 / fig["latency_p95_ms"] <= fig["tokens_per_s"] * 1.01

@@ -63,7 +63,8 @@ def test_report_in_chromium(browser, tmp_path):
     first = page.locator("article.ex").first
     assert first.locator("h3").inner_text() == results["examples"][0]["title"]
     assert first.locator(".tag").inner_text() == results["examples"][0]["category"]
-    texts = [first.locator(".out.ref .prose").inner_text()] + first.locator(".out:not(.cand):not(.ref) .prose").all_inner_texts()
+    texts = ([first.locator(".out.ref .prose").inner_text()]
+             + first.locator(".out:not(.cand):not(.ref) .prose").all_inner_texts())
     assert len(texts) == 4 and all("<script>window.__pwned=1</script>" in t for t in texts)  # reference + 3 baselines
     assert "window.__pwned=1" in first.locator(".out.cand .prose").inner_text()  # the diffed candidate
     assert page.evaluate("typeof window.__pwned") == "undefined"

@@ -45,7 +45,8 @@ def gate(tmp_path: Path, *rules: dict) -> str:
 def predictions_made(home: Path) -> int:
     with sqlite3.connect(home / ".assay" / "state.db") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return conn.execute("SELECT COUNT(*) FROM eval_predictions").fetchone()[0] if "eval_predictions" in tables else 0
+        return (conn.execute("SELECT COUNT(*) FROM eval_predictions").fetchone()[0]
+                if "eval_predictions" in tables else 0)
 
 
 def test_a_rule_that_cannot_be_evaluated_stops_the_eval_before_any_prediction(home, tmp_path, assay):

@@ -17,9 +17,9 @@ import httpx
 import polars as pl
 import pytest
 
+from assay.curation.synth.run import CANDIDATE_SCHEMA
 from assay.records import conform
 from assay.store import DatasetStore
-from assay.curation.synth.run import CANDIDATE_SCHEMA
 
 TEACHERS = ["rule:lead", "openai:gpt-test"]
 INSTRUCTION = "Summarize the following note."
@@ -113,8 +113,8 @@ def make_version(home: Path, name: str, n: int, *, task: str = "summarize", outp
                           "chosen": teacher == TEACHERS[0], "score": score, "raw": out})
     data = conform(pl.DataFrame(rows, infer_schema_length=None))
     table = pl.DataFrame([{k: c.get(k) for k in CANDIDATE_SCHEMA} for c in cands], schema=CANDIDATE_SCHEMA)
-    return DatasetStore(home / "datasets").write(name, data, step="synth", config=config or {}, tables={"candidates": table},
-                                                 task=task, teachers=list(teachers))
+    return DatasetStore(home / "datasets").write(name, data, step="synth", config=config or {},
+                                                 tables={"candidates": table}, task=task, teachers=list(teachers))
 
 
 def annotator(server: Server, username: str) -> dict:

@@ -14,13 +14,14 @@ import sys
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import annotator, make_version, server_records
 
 from assay.store import DatasetStore
-from conftest import annotator, make_version, server_records
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]' (playwright)")
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed: apt-get install -y chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None,
+                                reason="Debian's chromium is not installed: apt-get install -y chromium")
 
 WATCH = "http://198.51.100.7"  # TEST-NET-2 (RFC 5737): never routed; a request to it shows only as a request event
 PAYLOADS = (
@@ -146,7 +147,8 @@ def test_markup_in_notes_and_teacher_outputs_shows_as_text(server):
 
         open_dataset(page, server, "hostile-labels-v1-classify")
         page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)  # the teacher's label, as text
-        assert page.locator(".text_field_component .content-area").first.inner_text().strip() == f"Garden 0\n\n{HOSTILE}"
+        assert (page.locator(".text_field_component .content-area").first.inner_text().strip()
+                == f"Garden 0\n\n{HOSTILE}")
         _nothing_ran(page)
 
     assert _left_the_server(requested) == []

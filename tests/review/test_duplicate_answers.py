@@ -10,15 +10,15 @@ import sys
 from pathlib import Path
 
 import polars as pl
+from conftest import annotator, server_records, submit
 
 from assay.config import load_config
-from assay.project import Project
-from assay.store import DatasetStore
-from conftest import annotator, server_records, submit
 from assay.curation.config import CurateConfig
 from assay.curation.pipeline import curate
 from assay.curation.review.client import connect
 from assay.curation.review.duplicates import load_decisions, pair_id, pull_duplicates
+from assay.project import Project
+from assay.store import DatasetStore
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 # A drop band that would take the sample's seed-swap pair (cosine 0.84, word overlap 0.23) as a semantic
@@ -84,7 +84,8 @@ def test_answers_decide_the_next_curation(server, tmp_path):
     rejects = second.table("rejects")
     gone = rejects.filter(pl.col("note_id") == knee["note_id_a"])
     assert gone["reason"].to_list() == [f"reviewed_duplicate_of:{knee['note_id_b']}"]
-    ids = set(second.data()["note_id"].to_list()) | set(rejects.filter(pl.col("step") == "balance")["note_id"].to_list())
+    ids = (set(second.data()["note_id"].to_list())
+           | set(rejects.filter(pl.col("step") == "balance")["note_id"].to_list()))
     assert {knee["note_id_b"], seeds["note_id_a"], seeds["note_id_b"]} <= ids  # kept through dedupe
     left = {(a, b) for a, b in second.table("possible_duplicates").select("note_id_a", "note_id_b").iter_rows()}
     assert (seeds["note_id_a"], seeds["note_id_b"]) not in left  # decided: not listed for review again
@@ -98,12 +99,13 @@ def rejects_of(version, step: str) -> dict:
 
 def decisions(*rows) -> pl.DataFrame:
     return pl.DataFrame([{"note_id_a": a, "note_id_b": b, "decision": d, "keep": k} for a, b, d, k in rows],
-                        schema={"note_id_a": pl.String, "note_id_b": pl.String, "decision": pl.String, "keep": pl.String})
+                        schema={"note_id_a": pl.String, "note_id_b": pl.String, "decision": pl.String,
+                                "keep": pl.String})
 
 
 def test_reviewed_pairs_keep_the_chosen_note_and_chains_keep_one():
-    from assay.records import notes_frame
     from assay.curation.dedupe import dedupe_reviewed
+    from assay.records import notes_frame
 
     texts = {"n1": "Seed swap at the allotment in February, ask the committee first.",
              "n2": "Seed swap in Feb?", "n3": "Could we hold a seed swap morning at the allotments next February?",
@@ -136,10 +138,10 @@ def test_votes_resolve_conservatively():
 def test_a_cluster_joining_two_notes_told_apart_drops_nothing():
     """a ~ b ~ c are near-certain copies; a reviewer said a and c differ: no note of the cluster is dropped,
     and its other pairs are listed for review again."""
-    from assay.models import load_embedder
-    from assay.records import notes_frame
     from assay.curation.config import DedupeConfig
     from assay.curation.dedupe import dedupe
+    from assay.models import load_embedder
+    from assay.records import notes_frame
 
     line = "Seed swap at the allotment on Saturday 8 February from ten, bring labelled envelopes and spare pots"
     texts = {"a": line + ".", "b": line + " please.", "c": line + " please!!", "d": "Knee scan at Southmead."}

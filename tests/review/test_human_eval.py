@@ -3,18 +3,19 @@ win rate with its CI in results.json and the report."""
 
 from __future__ import annotations
 
-from html import escape
 import json
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
-from assay.project import Project
 from conftest import annotator, server_records, submit
+
 from assay.curation.review.human_eval import dataset_name, record_id
 from assay.evals.judge import win_rate_ci
 from assay.evals.report import write_report
 from assay.evals.run import save
+from assay.project import Project
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evals"))
 from fake_results import fake_results  # noqa: E402  (the report tests' results from the sample notes)
@@ -81,7 +82,8 @@ def test_push_answer_pull_eval(server):
         assert set(record["metadata"]) == {"category"}
         cand, base = examples[ex_id]["predictions"]["candidate"], examples[ex_id]["predictions"]["base"]
         cand, base = escape(cand, quote=False), escape(base, quote=False)  # shown as text, never markup
-        assert (record["fields"]["output_a"], record["fields"]["output_b"]) == ((cand, base) if pos == "A" else (base, cand))
+        assert ((record["fields"]["output_a"], record["fields"]["output_b"])
+                == ((cand, base) if pos == "A" else (base, cand)))
 
     def pick(ex_id: str, winner: str) -> str:  # the letter an annotator clicks for that winner
         if winner == "tie":

@@ -15,10 +15,10 @@ import time
 import httpx
 import polars as pl
 import psutil
-
-from assay.store import DatasetStore
 from conftest import INSTRUCTION, TEACHERS, Server, annotator, free_port, make_version, server_records, submit
+
 from assay.curation.review.push import record_id
+from assay.store import DatasetStore
 
 
 def run(server, *args, check=True, env=None):
@@ -48,7 +48,8 @@ def test_push_annotate_pull(server):
 
     ann, bob = annotator(server, "ann"), annotator(server, "bob")
     fixed = "Water the tomatoes on day 1 and buy compost 1."
-    one, two = records[record_id("summarize", "garden-note-00001")], records[record_id("summarize", "garden-note-00002")]
+    one, two = (records[record_id("summarize", "garden-note-00001")],
+                records[record_id("summarize", "garden-note-00002")])
     submit(server, ann, one, {"output": fixed, "quality": 2})
     submit(server, bob, one, {"output": fixed, "quality": 3})
     submit(server, ann, two, {"output": "Water the tomatoes on day 2.", "quality": 5})
@@ -296,7 +297,8 @@ def test_classify_push_asks_label_questions_and_pull_takes_the_majority(server):
         questions = {q["name"]: q for q in owner.get(f"/api/v1/datasets/{dataset['id']}/questions").json()["items"]}
     # one label question per key: the label sets (defaults here: no synth config) and the export's categories,
     # plus every value a teacher gave ("errand"); Argilla refuses a label question with a single option
-    options = {k: sorted(o["value"] for o in questions[k]["settings"]["options"]) for k in ("category", "importance", "context")}
+    options = {k: sorted(o["value"] for o in questions[k]["settings"]["options"])
+               for k in ("category", "importance", "context")}
     assert options == {"category": ["errand", "home", "work"], "importance": ["high", "low", "medium"],
                        "context": ["personal", "work"]}
     records = server_records(server, "sort-v1-classify")
@@ -324,7 +326,8 @@ def test_classify_push_asks_label_questions_and_pull_takes_the_majority(server):
     with server.owner as owner:
         dataset = [d for d in owner.get("/api/v1/me/datasets").json()["items"] if d["name"] == "named-v1-classify"][0]
         questions = {q["name"]: q for q in owner.get(f"/api/v1/datasets/{dataset['id']}/questions").json()["items"]}
-    assert sorted(o["value"] for o in questions["category"]["settings"]["options"]) == ["errand", "home", "travel", "work"]
+    assert sorted(o["value"] for o in questions["category"]["settings"]["options"]) == ["errand", "home", "travel",
+                                                                                          "work"]
     assert sorted(o["value"] for o in questions["importance"]["settings"]["options"]) == ["high", "low", "urgent"]
 
 

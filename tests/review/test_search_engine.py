@@ -8,8 +8,8 @@ import sys
 
 import httpx
 import pytest
-
 from conftest import annotator, make_version, server_records, submit
+
 from assay.curation.review.push import record_id
 
 N = 40
@@ -65,8 +65,8 @@ def test_metadata_and_suggestion_filters(server, searched):
         {"type": "range", "scope": {"entity": "metadata", "metadata_property": "agreement"}, "le": 0.2}]}})
     expected = [i for i in range(N) if (i * 37 % 100) / 100 <= 0.2]
     assert sorted(note(ids, h) for h in low["items"]) == expected
-    by_agent = search(server, key, dataset_id, terms({"entity": "suggestion", "question": "output", "property": "agent"},
-                                                     ["rule:lead"]))
+    by_agent = search(server, key, dataset_id,
+                      terms({"entity": "suggestion", "question": "output", "property": "agent"}, ["rule:lead"]))
     assert by_agent["total"] == N
 
 
@@ -109,10 +109,13 @@ def test_response_status_per_user_and_progress(server, searched):
 def test_metadata_metrics(server, searched):
     dataset_id, _, _, _ = searched
     owner = {"X-Argilla-Api-Key": server.creds["api_key"]}
-    props = httpx.get(f"{server.url}/api/v1/me/datasets/{dataset_id}/metadata-properties", headers=owner).json()["items"]
+    props = httpx.get(f"{server.url}/api/v1/me/datasets/{dataset_id}/metadata-properties",
+                      headers=owner).json()["items"]
     by_name = {p["name"]: p["id"] for p in props}
     category = httpx.get(f"{server.url}/api/v1/metadata-properties/{by_name['category']}/metrics", headers=owner).json()
-    assert category["total"] == N and {v["term"]: v["count"] for v in category["values"]} == {"home": N // 2, "work": N // 2}
-    agreement = httpx.get(f"{server.url}/api/v1/metadata-properties/{by_name['agreement']}/metrics", headers=owner).json()
+    assert (category["total"] == N
+            and {v["term"]: v["count"] for v in category["values"]} == {"home": N // 2, "work": N // 2})
+    agreement = httpx.get(f"{server.url}/api/v1/metadata-properties/{by_name['agreement']}/metrics",
+                          headers=owner).json()
     values = [(i * 37 % 100) / 100 for i in range(N)]
     assert agreement["min"] == min(values) and agreement["max"] == max(values)

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fake_provider import digest, expected_text
+from fake_provider import expected_text
 from synth_worker import requests as worker_requests
 
 from assay.curation.synth import Limits, get_teacher, open_state, run_requests

@@ -5,9 +5,6 @@ import re
 
 import polars as pl
 
-from assay.project import Project
-from assay.records import notes_frame
-from assay.store import DatasetStore
 from assay.curation.balance import balance
 from assay.curation.config import BalanceConfig
 from assay.curation.synth.config import GapFillConfig, SynthConfig
@@ -15,25 +12,36 @@ from assay.curation.synth.contract import FREE, Reply
 from assay.curation.synth.gaps import parse_cell, plan_gaps, write_requests
 from assay.curation.synth.run import synth
 from assay.curation.synth.teachers import note_text
+from assay.project import Project
+from assay.records import notes_frame
+from assay.store import DatasetStore
 
 REAL = {
-    "w1": ("work", "Quarterly planning: finalize the hiring plan, review the budget with finance, and send the roadmap to the team."),
-    "w2": ("work", "Customer call notes: they want SSO before renewal, a better audit log, and a discount for two years."),
-    "w3": ("work", "Incident review for the outage on Tuesday: root cause was an expired certificate on the load balancer."),
-    "w4": ("work", "Onboarding checklist for the new engineer: laptop, accounts, buddy, first starter ticket, and team lunch."),
-    "r1": ("recipes", "Sourdough loaf: feed the starter in the morning, mix the dough at noon, fold four times, bake covered at 250C."),
+    "w1": ("work", "Quarterly planning: finalize the hiring plan, review the budget with finance, "
+                   "and send the roadmap to the team."),
+    "w2": ("work", "Customer call notes: they want SSO before renewal, a better audit log, "
+                   "and a discount for two years."),
+    "w3": ("work", "Incident review for the outage on Tuesday: root cause was an expired certificate "
+                   "on the load balancer."),
+    "w4": ("work", "Onboarding checklist for the new engineer: laptop, accounts, buddy, first starter ticket, "
+                   "and team lunch."),
+    "r1": ("recipes", "Sourdough loaf: feed the starter in the morning, mix the dough at noon, fold four times, "
+                      "bake covered at 250C."),
 }
 # what the scripted writer answers, per slot of the one gap cell
 WRITTEN = {
-    1: "Lentil soup: fry onion and cumin, add red lentils, stock and tomatoes, simmer twenty five minutes, finish with lemon juice and parsley.",
+    1: "Lentil soup: fry onion and cumin, add red lentils, stock and tomatoes, simmer twenty five minutes, "
+       "finish with lemon juice and parsley.",
     # slot 1 with one word changed: a near duplicate of another synthetic note
-    2: "Lentil soup: fry onion and cumin, add red lentils, stock and tomatoes, simmer twenty five minutes, finish with lime juice and parsley.",
+    2: "Lentil soup: fry onion and cumin, add red lentils, stock and tomatoes, simmer twenty five minutes, "
+       "finish with lime juice and parsley.",
     # a real note with one word changed: leaks into the real notes
     3: "Sourdough loaf: feed the starter in the morning, mix the dough at noon, fold four times, bake covered at 240C.",
     4: "a!!!!!!!! b!!!!!!!! c!!!!!!!! d!!!!!!!! e!!!!!!!! f!!!!!!!!",  # clean drops it: mostly symbols
     5: "Sure!",  # fails to parse: too short to be a note
     6: "Overnight oats: half a cup of oats, milk, chia seeds and honey in a jar; top with berries in the morning.",
-    7: "Pesto pasta: blend basil, pine nuts, parmesan, garlic and olive oil; toss with hot spaghetti and a splash of pasta water.",
+    7: "Pesto pasta: blend basil, pine nuts, parmesan, garlic and olive oil; "
+       "toss with hot spaghetti and a splash of pasta water.",
 }
 
 
@@ -130,7 +138,8 @@ def test_every_labeled_row_reaches_training_or_is_counted(tmp_path):
                           gaps=version.manifest["gaps"], coverage=version.manifest["coverage"])
     cfg = SynthConfig(teachers=["local:scripted", "rule:lead"], fill_gaps=True,
                       gaps={"oversample": 3.5, "dedupe": {"semantic": {"enabled": False}}})
-    run = synth(version.ref, cfg, store=store, project=Project(tmp_path), teachers={"local:scripted": ScriptedTeacher()})
+    run = synth(version.ref, cfg, store=store, project=Project(tmp_path),
+                teachers={"local:scripted": ScriptedTeacher()})
     data = run.version.data()
     syn = data.filter(pl.col("synthetic"))
     assert syn.height == 2 and set(syn["split"]) <= {"train", "validation"}

@@ -20,13 +20,13 @@ import pytest
 from fake_provider import FakeProvider
 
 from assay.config import load_config
+from assay.curation.synth.config import SynthConfig
+from assay.curation.synth.registry import get_teacher
+from assay.curation.synth.run import synth
 from assay.errors import ConfigError
 from assay.project import Project
 from assay.records import notes_frame
 from assay.store import DatasetStore
-from assay.curation.synth.config import SynthConfig
-from assay.curation.synth.run import synth
-from assay.curation.synth.registry import get_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 ANTHROPIC_KEY, OPENAI_KEY = "sk-ant-synth-test-key-0123456789", "sk-synth-test-key-0123456789abcdef"
@@ -166,7 +166,8 @@ def test_output_version_lineage_columns_and_manifest(remote, tmp_path):
     assert json.loads(data["messages"][0])[1]["content"] == data["output"][0]
     assert data["agreement"].is_not_null().all() and set(data["origin"]) == {"export"}
     cands = v.table("candidates")
-    assert cands.height == 2 * len(NOTES) and cands.group_by("note_id").agg(pl.col("chosen").sum())["chosen"].eq(1).all()
+    assert (cands.height == 2 * len(NOTES)
+            and cands.group_by("note_id").agg(pl.col("chosen").sum())["chosen"].eq(1).all())
     assert cands.filter(pl.col("teacher") == "anthropic:claude-haiku-4-5")["cost_usd"].sum() > 0
     assert v.manifest["spend"]["total_usd"] > 0 and v.manifest["calls"]["rule:lead"]["cost_usd"] == 0
 
@@ -222,7 +223,8 @@ from assay.store import DatasetStore
 from assay.curation.synth.config import SynthConfig
 from assay.curation.synth.run import synth
 home = sys.argv[1]
-cfg = SynthConfig(teachers=["anthropic:claude-haiku-4-5"], limits={"anthropic": {"concurrency": 4, "rpm": None, "tpm": None}})
+cfg = SynthConfig(teachers=["anthropic:claude-haiku-4-5"],
+                  limits={"anthropic": {"concurrency": 4, "rpm": None, "tpm": None}})
 synth("notes", cfg, store=DatasetStore(home + "/datasets"), project=Project(__import__("pathlib").Path(home)))
 """
 

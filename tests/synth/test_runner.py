@@ -8,8 +8,17 @@ import time
 import pytest
 from fake_provider import expected_text
 
-from assay.curation.synth import (BudgetExceeded, Limits, PriceTable, Request, UnknownPriceError, cache_key, estimate,
-                            get_teacher, run_requests)
+from assay.curation.synth import (
+    BudgetExceeded,
+    Limits,
+    PriceTable,
+    Request,
+    UnknownPriceError,
+    cache_key,
+    estimate,
+    get_teacher,
+    run_requests,
+)
 
 
 def _req(i: int, size: int = 40, max_tokens: int = 40) -> Request:

@@ -2,13 +2,14 @@
 
 import pytest
 
-from assay.errors import NotFoundError
 from assay.curation.synth.contract import Reply
-from assay.curation.synth.select import (Candidate, Group, SelectContext, consensus, get_strategy, judge, rules)
+from assay.curation.synth.select import Candidate, Group, SelectContext, consensus, get_strategy, judge, rules
 from assay.curation.synth.tasks import TASKS, Labels, Prompt
+from assay.errors import NotFoundError
 
 PROMPT = Prompt(Labels(("recipes", "work"), ("low", "high"), ("work", "personal")))
-NOTE = {"title": None, "text": "Boil water, add the leeks and salt, and simmer the soup for twenty minutes before serving."}
+NOTE = {"title": None,
+        "text": "Boil water, add the leeks and salt, and simmer the soup for twenty minutes before serving."}
 
 
 def cand(teacher: str, reply: str, task: str = "summarize", finish: str = "stop") -> Candidate:
@@ -109,6 +110,7 @@ def test_embedding_similarity_uses_the_embedder():
             return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     group = Group("n1", NOTE, [cand("t1", "Nothing in common with the others here."),
-                               cand("t2", "A soup recipe for a weeknight dinner."), cand("t3", "Leek soup, twenty minutes.")])
+                               cand("t2", "A soup recipe for a weeknight dinner."),
+                               cand("t3", "Leek soup, twenty minutes.")])
     [choice] = consensus([group], SelectContext(TASKS["summarize"], similarity="embedding", embedder=Embedder()))
     assert choice.index == 1 and choice.agreement == pytest.approx(0.5)

@@ -1,12 +1,22 @@
-"""Tasks: templates render versioned messages; each parser accepts good replies and names what is wrong with bad ones."""
+"""Tasks: templates render versioned messages; each parser accepts good replies and names what is wrong with bad
+ones."""
 
 import json
 
 import pytest
 
+from assay.curation.synth.tasks import (
+    TASKS,
+    TEMPLATES,
+    WRITE_NOTE,
+    Labels,
+    Prompt,
+    get_task,
+    load_template,
+    parse_note,
+    parse_scores,
+)
 from assay.errors import NotFoundError
-from assay.curation.synth.tasks import (TASKS, TEMPLATES, WRITE_NOTE, Labels, Prompt, get_task, load_template, parse_note,
-                                  parse_scores)
 
 PROMPT = Prompt(Labels(("recipes", "work", "travel"), ("low", "medium", "high"), ("work", "personal")), qa_pairs=2)
 NOTE = {"title": "Soup", "text": "Boil 2 l water. Add salt and the leeks; simmer 20 minutes."}
@@ -50,8 +60,10 @@ def test_unknown_task_suggests_the_closest():
 
 
 @pytest.mark.parametrize("reply, expected", [
-    ("Leek soup: boil water, add salt and leeks, simmer 20 minutes.", "Leek soup: boil water, add salt and leeks, simmer 20 minutes."),
-    ("Here is a summary: A leek soup recipe. It simmers for 20 minutes. Serve hot.", "A leek soup recipe. It simmers for 20 minutes."),
+    ("Leek soup: boil water, add salt and leeks, simmer 20 minutes.",
+     "Leek soup: boil water, add salt and leeks, simmer 20 minutes."),
+    ("Here is a summary: A leek soup recipe. It simmers for 20 minutes. Serve hot.",
+     "A leek soup recipe. It simmers for 20 minutes."),
     ('"A quick leek soup recipe."', "A quick leek soup recipe."),
     ("```\nA quick leek soup recipe.\n```", "A quick leek soup recipe."),
 ])

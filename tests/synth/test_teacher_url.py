@@ -9,14 +9,14 @@ from fake_provider import FakeProvider
 from rich.console import Console
 
 from assay.config import load_config
+from assay.curation.synth.config import SynthConfig
+from assay.curation.synth.run import synth
 from assay.display import show_synth_run
 from assay.errors import ConfigError
 from assay.project import Project
 from assay.records import notes_frame
 from assay.redact import mask_url, mask_urls
 from assay.store import DatasetStore
-from assay.curation.synth.config import SynthConfig
-from assay.curation.synth.run import synth
 
 PASSWORD, TOKEN = "pAss-w0rd-never-written", "qu3ry-t0ken-never-written"
 

@@ -8,10 +8,10 @@ import pytest
 from conftest import ANTHROPIC_KEY, OPENAI_KEY
 from fake_provider import expected_text
 
-from assay.errors import NotFoundError
 from assay.curation.synth import MissingKeyError, Price, PriceTable, Request, get_teacher
 from assay.curation.synth.prices import estimate_input_tokens, max_input_tokens
 from assay.curation.synth.teachers import keywords, lead, note_text
+from assay.errors import NotFoundError
 
 MESSAGES = [{"role": "system", "content": "You summarise notes."},
             {"role": "user", "content": "<note>Call the plumber on Monday.</note>"}]

@@ -17,10 +17,10 @@ from typing import Any, Callable
 from assay.config import load_config
 from assay.errors import AssayError
 from assay.project import Project
+from assay.training.common import library_versions
 from assay.training.export import FORMATS, RESULT_FILE, ExportError, ExportParityError, ExportResult, parity
 from assay.training.export.card import update_card
 from assay.training.export.config import ExportConfig
-from assay.training.common import library_versions
 
 LIBRARIES = ("torch", "transformers", "peft", "safetensors", "onnx", "onnxscript", "onnxruntime", "gguf")
 
