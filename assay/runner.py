@@ -91,7 +91,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         if p is None:
             return p
         found = shipped.resolve(p, here)
-        return str(found if found.exists() else here / p)
+        return str(found if shipped.exists(found) else here / p)
 
     cfg.curate.source = where(cfg.curate.source)
     for section in (cfg.curate, cfg.synth, cfg.train, cfg.export):

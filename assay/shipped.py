@@ -27,7 +27,7 @@ def shipped(path: str | Path) -> Path | None:
         head = tuple(name.split("/"))
         if parts[:len(head)] == head and len(parts) > len(head):
             found = folder(name).joinpath(*parts[len(head):])
-            return found if found.exists() else None
+            return found if exists(found) else None
     return None
 
 
@@ -37,6 +37,14 @@ def resolve(path: str | Path, here: Path | None = None) -> Path:
     given = Path(path).expanduser()
     if given.is_absolute():
         return given
-    if ((here or Path.cwd()) / given).exists():
+    if exists((here or Path.cwd()) / given):
         return ((here or Path.cwd()) / given).resolve()
     return shipped(given) or given
+
+
+def exists(path: Path) -> bool:
+    """Whether a path names a file or folder; a name the system refuses (too long) names none."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
