@@ -34,7 +34,7 @@ def run(home: Path, *args: str, ok=(0,)) -> subprocess.CompletedProcess:
 def evaluated(tmp_path_factory, assay_cache):
     home = tmp_path_factory.mktemp("e2e")
     run(home, "curate", "datasets/sample/notes.json", "--config", "datasets/sample/curate.yaml")
-    run(home, "train", "training/configs/demo.yaml", *SMALL_TRAIN)
+    run(home, "train", "training/configs/demo.yaml", *SMALL_TRAIN, "train.max_steps=2")  # the previous version
     run(home, "train", "training/configs/demo.yaml", *SMALL_TRAIN, "train.learning_rate=0.0005")
     run(home, "export", "notes-student@v1.0.1", "--format", "int8")
     proc = run(home, "eval", "summarize", "--model", "notes-student@v1.0.1", "--against", "previous,base,rule:lead",
