@@ -42,7 +42,11 @@ def installed(tmp_path_factory):
     py = venv / "bin" / "python"
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    # every folder this interpreter takes packages from (a venv layered on another has several), as plain
+    # path lines: the .pth files inside them, among them the editable finder of the checkout, do not run
+    here = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (Path(site) / "deps.pth").write_text("\n".join(here or [sysconfig.get_paths()["purelib"]]) + "\n",
+                                         encoding="utf-8")
     done = subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
