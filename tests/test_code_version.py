@@ -35,19 +35,21 @@ def _changed(before: dict, after: dict) -> set[str]:
     return {name for name in before if before[name] != after[name]}
 
 
+def _edit(path) -> None:
+    path.write_text(path.read_text() + "\n# an edit\n")
+
+
 def test_a_report_template_edit_reruns_only_the_report(versions):
     now, copies = versions
     before = now()
-    css = copies["evals"] / "templates" / "report.css"
-    css.write_text(css.read_text() + "\nbody { color: red; }\n")
+    _edit(copies["evals"] / "templates" / "report.css")
     assert _changed(before, now()) == {"report"}
 
 
 def test_a_training_edit_keeps_curation_and_synthesis(versions):
     now, copies = versions
     before = now()
-    sft = copies["training"] / "sft.py"
-    sft.write_text(sft.read_text() + "\n# an edit\n")
+    _edit(copies["training"] / "sft.py")
     changed = _changed(before, now())
     assert "train" in changed and not changed & {"curate", "synth", "report"}
 
@@ -55,23 +57,20 @@ def test_a_training_edit_keeps_curation_and_synthesis(versions):
 def test_a_metrics_edit_reruns_what_scores_with_it(versions):
     now, copies = versions
     before = now()
-    metrics = copies["evals"] / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\n# an edit\n")
+    _edit(copies["evals"] / "metrics.py")
     assert {"eval", "train"} <= _changed(before, now())  # training picks its checkpoint by ROUGE-L
 
 
 def test_a_judge_edit_reruns_only_the_eval(versions):
     now, copies = versions
     before = now()
-    judge = copies["evals"] / "judge.py"
-    judge.write_text(judge.read_text() + "\n# an edit\n")
+    _edit(copies["evals"] / "judge.py")
     assert _changed(before, now()) == {"eval"}
 
 
 def test_a_curation_step_edit_reruns_curation(versions):
     now, copies = versions
     before = now()
-    dedupe = copies["curation"] / "dedupe.py"
-    dedupe.write_text(dedupe.read_text() + "\n# an edit\n")
+    _edit(copies["curation"] / "dedupe.py")
     changed = _changed(before, now())
     assert "curate" in changed and "report" not in changed
