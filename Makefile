@@ -18,7 +18,9 @@ install: system $(STAMP)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; assay needs Python 3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	# setuptools pinned in the venv too: `make lint` and the wheel test build without isolation, and a new
+	# venv's own setuptools (65/66) cannot read pyproject's SPDX licence string
+	$(BIN)/pip install --quiet --upgrade pip setuptools==84.2.1
 	# torch first and pinned: it takes the local CPU wheel instead of a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
