@@ -99,10 +99,11 @@ def show_eval(results: dict, folder: Path, console: Console = console) -> None:
     for c in results["comparisons"]:
         if c["metric"] != head or c["ci_low"] is None:
             continue
-        colour = {"better": "green", "worse": "red"}.get(c["verdict"], "yellow")
+        verdict = c.get("verdict", "n/a")  # optional in results.json (evals/results.py: Comparison)
+        colour = {"better": "green", "worse": "red"}.get(verdict, "yellow")
         label = next(m["label"] for m in models if m["key"] == c["baseline"])
         console.print(f"[{colour}]{head} vs {safe(label)}: {c['delta'] * scale:+.2f} "
-                      f"(95% CI {c['ci_low'] * scale:+.2f} to {c['ci_high'] * scale:+.2f}): {c['verdict']}[/{colour}]")
+                      f"(95% CI {c['ci_low'] * scale:+.2f} to {c['ci_high'] * scale:+.2f}): {verdict}[/{colour}]")
     made = results.get("predictions", {})
     console.print("predictions: " + ", ".join(
         f"{safe(m['label'])} {made[m['key']].get('generated', made[m['key']].get('calls', 0))} new, "

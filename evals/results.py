@@ -147,12 +147,42 @@ class ClassDetails(Open):
     per_class: dict[str, dict[str, Any]] = {}
 
 
+class AnnotatorCounts(Open):
+    candidate: int
+    baseline: int
+    tie: int
+
+
+# the counts `assay review pull-eval` writes and the report shows: present together or not at all
+HUMAN_COUNTS = ("sent", "answered", "wins", "losses", "ties", "responses", "identical", "examples",
+                "missing_output", "annotators")
+
+
 class Human(Open):
     win_rate: float | None  # None: no one has answered yet
     ci_low: float | None
     ci_high: float | None
     n: int
     baseline_label: str | None = None
+    baseline: str | None = None
+    sent: int | None = None
+    answered: int | None = None
+    wins: int | None = None
+    losses: int | None = None
+    ties: int | None = None
+    responses: int | None = None
+    identical: int | None = None
+    examples: int | None = None
+    missing_output: int | None = None
+    annotators: dict[str, AnnotatorCounts] | None = None
+
+    @model_validator(mode="after")
+    def _counted_whole(self):
+        given = [f for f in HUMAN_COUNTS if getattr(self, f) is not None]
+        if given and len(given) < len(HUMAN_COUNTS):
+            missing = [f for f in HUMAN_COUNTS if getattr(self, f) is None]
+            raise ValueError(f"the human counts come together; missing {', '.join(missing)}")
+        return self
 
 
 class Made(Open):

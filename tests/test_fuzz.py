@@ -295,3 +295,29 @@ def test_found_nan_in_keys_beyond_the_results_schema(tmp_path):
     page = write_report(loaded, folder).read_text()
     data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])  # strict JSON: no NaN in it
     assert data["models"][0] == {"key": "candidate", "label": "notes-student@v1.1.0", "kind": "candidate"}
+
+
+def test_found_a_human_section_without_its_counts(tmp_path):
+    """A counted human section missing its annotators crashed the page; now it is one line naming the field."""
+    results = fake_results(4, 2)
+    results["human"]["annotators"] = None
+    store = Project(tmp_path)
+    (store.reports / "run").mkdir(parents=True)
+    (store.reports / "run" / "results.json").write_text(json.dumps(results))
+    with pytest.raises(AssayError, match=r"human.*missing annotators") as caught:
+        load_results(store, "run")
+    assert "\n" not in str(caught.value) and "results.json" in str(caught.value)
+
+
+def test_found_a_comparison_without_a_verdict(tmp_path):
+    """`verdict` is optional in a comparison (n/a); the terminal summary read it as required."""
+    results = fake_results(4, 2)
+    for c in results["comparisons"]:
+        c.pop("verdict", None)
+    store = Project(tmp_path)
+    (store.reports / "run").mkdir(parents=True)
+    (store.reports / "run" / "results.json").write_text(json.dumps(results))
+    loaded, folder = load_results(store, "run")
+    out = io.StringIO()
+    show_eval(loaded, folder, console=Console(file=out, width=200))
+    assert ": n/a" in out.getvalue()
